@@ -214,7 +214,16 @@ class ArtifactSpec(_Model):
 
 class Binaries(_Model):
     source: Literal["download", "preinstalled"] = "download"
+    # Where the binaries are (preinstalled) or go (download); the units run them from here.
+    bin_dir: str = "/usr/local/bin"
     artifacts: dict[ArtifactName, ArtifactSpec] = {}
+
+    @field_validator("bin_dir")
+    @classmethod
+    def _bin_dir(cls, value: str) -> str:
+        if not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", value):
+            raise _fail(value, "is not an absolute directory path")
+        return value
 
 
 class ContainerRuntime(_Model):

@@ -1,0 +1,128 @@
+"""What one node's install does, as data: files, artifacts, services, checks (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from components.config import Cluster, Node, required_artifacts
+from components.host_paths import PATHS
+from components.node_files import HostFile, NodeSecrets, kernel_modules, node_files
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    url: str
+    sha256: str
+    dest_dir: str
+    archive_dir: str | None  # None: the download is the binary; else install this tarball folder
+    restarts: str | None
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    node: str
+    arch: str
+    expected_hostname: str | None  # checked before any change unless hostnameOverride is set
+    tools: tuple[str, ...]  # refused up front when missing
+    dirs: tuple[tuple[str, str], ...]  # (path, mode), created before files
+    files: tuple[HostFile, ...]
+    artifacts: tuple[Artifact, ...]
+    preinstalled: tuple[str, ...]  # binaries that must already be there
+    services: tuple[str, ...]  # start order
+    modules: tuple[str, ...]
+    kubelet_state: tuple[str, ...]  # what the kubelet and CNI write for themselves; wiped on removal
+
+
+# Tarball layouts of the upstream release archives.
+_ARCHIVE_DIRS = {"containerd": "bin", "cni-plugins": "."}
+_RESTARTS = {"kubelet": "kubelet", "kube-proxy": "kube-proxy", "containerd": "containerd"}
+
+
+def artifacts_for(cluster: Cluster, node: Node) -> tuple[Artifact, ...]:
+    if cluster.binaries.source != "download":
+        return ()
+    out = []
+    for name in required_artifacts(cluster):
+        spec = cluster.binaries.artifacts[name]  # type: ignore[index]
+        version = spec.version or cluster.kubernetes_version
+        out.append(
+            Artifact(
+                name=name,
+                url=spec.url.replace("{version}", version).replace("{arch}", node.arch),
+                sha256=spec.sha256[node.arch],
+                dest_dir=PATHS.cni_bin_dir if name == "cni-plugins" else cluster.binaries.bin_dir,
+                archive_dir=_ARCHIVE_DIRS.get(name),
+                restarts=_RESTARTS.get(name),
+            )
+        )
+    return tuple(out)
+
+
+def preinstalled_for(cluster: Cluster) -> tuple[str, ...]:
+    if cluster.binaries.source != "preinstalled":
+        return ()
+    bin_dir = cluster.binaries.bin_dir
+    paths = [f"{bin_dir}/kubelet", f"{bin_dir}/kube-proxy"]
+    if cluster.container_runtime.type == "containerd":
+        paths += [f"{bin_dir}/containerd", f"{bin_dir}/containerd-shim-runc-v2", f"{bin_dir}/runc"]
+    if cluster.cni.mode == "bridge":
+        paths += [f"{PATHS.cni_bin_dir}/{p}" for p in ("bridge", "host-local", "loopback", "portmap")]
+    return tuple(paths)
+
+
+def tools_for(cluster: Cluster) -> tuple[str, ...]:
+    tools = [
+        "bash", "awk", "base64", "chmod", "chown", "cmp", "cut", "ln", "mkdir", "mktemp", "mv",
+        "readlink", "rm", "sha256sum", "stat", "systemctl", "uname", "conntrack",
+    ]  # fmt: skip
+    tools.append({"iptables": "iptables", "nftables": "nft", "ipvs": "ipset"}[cluster.kube_proxy.mode])
+    if cluster.kube_proxy.mode == "ipvs":
+        tools.append("iptables")  # ipvs mode still programs iptables for masquerading
+    if cluster.binaries.source == "download":
+        tools.append("curl")
+        if any(name in _ARCHIVE_DIRS for name in required_artifacts(cluster)):
+            tools += ["tar", "gzip"]
+    return tuple(tools)
+
+
+def dirs_for(cluster: Cluster) -> tuple[tuple[str, str], ...]:
+    dirs = [
+        ("/etc/kubernetes", "0755"),
+        ("/etc/kubernetes/pki", "0755"),
+        ("/var/lib/kubelet", "0700"),
+        ("/var/lib/kube-proxy", "0700"),
+        ("/usr/lib/systemd/system/kubelet.service.d", "0755"),
+        (cluster.binaries.bin_dir, "0755"),
+        ("/etc/cni", "0755"),
+        (PATHS.cni_conf_dir, "0755"),
+        ("/opt/cni", "0755"),
+        (PATHS.cni_bin_dir, "0755"),
+    ]
+    if cluster.container_runtime.type == "containerd":
+        dirs.append(("/etc/containerd", "0755"))
+    return tuple(dirs)
+
+
+def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets) -> NodePlan:
+    services = ("kubelet", "kube-proxy")
+    if cluster.container_runtime.type == "containerd":
+        services = ("containerd", *services)
+    return NodePlan(
+        node=node.name,
+        arch=node.arch,
+        expected_hostname=None if node.hostname_override else node.name,
+        tools=tools_for(cluster),
+        dirs=dirs_for(cluster),
+        files=node_files(cluster, node, secrets),
+        artifacts=artifacts_for(cluster, node),
+        preinstalled=preinstalled_for(cluster),
+        services=services,
+        modules=kernel_modules(cluster),
+        kubelet_state=(PATHS.kubelet_kubeconfig, "/var/lib/kubelet", "/var/lib/kube-proxy", "/var/lib/cni"),
+    )
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

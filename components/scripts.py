@@ -1,0 +1,55 @@
+"""The exact shell each remote command runs (pure: no Pulumi).
+
+`install_script` and `removal_script` are what runs on the host; `install_command`
+and `removal_command` are the command lines the SSH session starts. The install
+script carries secrets, so it travels on stdin; the command line only carries a
+reviewable manifest (paths, modes, content hashes) so `pulumi preview` shows which
+file of which node changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from components.host_paths import PATHS
+from components.install_plan import NodePlan, sha256_text
+from components.templating import render
+
+SUMMARY_PREFIX = "K8S_WORKERS_SUMMARY "
+REMOVED_PREFIX = "K8S_WORKERS_REMOVED "
+
+
+def install_script(plan: NodePlan) -> str:
+    return render("scripts/install.sh.j2", plan=plan, paths=PATHS)
+
+
+def removal_script(plan: NodePlan) -> str:
+    return render("scripts/remove.sh.j2", plan=plan, paths=PATHS)
+
+
+def _shell(user: str) -> str:
+    return "/bin/bash" if user == "root" else "sudo -n /bin/bash"
+
+
+def install_manifest(plan: NodePlan, secret_versions: Mapping[str, str]) -> list[str]:
+    """One line per artifact and file. Secret files are named by a version instead of a
+    content hash (a hash of a token would still be derived from it)."""
+    lines = [f"artifact {a.name} {a.url} sha256:{a.sha256}" for a in plan.artifacts]
+    lines += [f"preinstalled {path}" for path in plan.preinstalled]
+    for f in plan.files:
+        version = secret_versions.get(f.path) if f.secret else None
+        if f.secret and version is None:
+            raise ValueError(f"no version given for secret file {f.path}")
+        digest = version if f.secret else f"sha256:{sha256_text(f.content)}"
+        lines.append(f"file {f.path} {f.mode} {digest}")
+    return lines
+
+
+def install_command(plan: NodePlan, user: str, secret_versions: Mapping[str, str]) -> str:
+    header = f"{_shell(user)} -s  # k8s-workers: install node {plan.node}; the script arrives on stdin"
+    return "\n".join([header, *(f"# {line}" for line in install_manifest(plan, secret_versions))]) + "\n"
+
+
+def removal_command(plan: NodePlan, user: str) -> str:
+    marker = "K8S_WORKERS_REMOVE_SCRIPT"
+    return f"{_shell(user)} -s <<'{marker}'\n{removal_script(plan)}{marker}\n"

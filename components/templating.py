@@ -1,0 +1,52 @@
+"""The Jinja2 environment over `templates/`: the only place file text comes from."""
+
+import base64
+import functools
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+class _IndentedDumper(yaml.SafeDumper):
+    """Indent list items under their key, as Kubernetes documents usually are."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        return super().increase_indent(flow, False)
+
+
+def to_yaml(document: Any) -> str:
+    return yaml.dump(document, Dumper=_IndentedDumper, sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        undefined=jinja2.StrictUndefined,  # a missing value is a bug, never an empty string
+        keep_trailing_newline=True,
+        autoescape=False,
+        # Shell uses `{#` (${#array[@]}); Jinja comments are not used in our templates.
+        comment_start_string="<%#",
+        comment_end_string="#%>",
+    )
+    env.filters["b64"] = b64
+    env.filters["to_yaml"] = to_yaml
+    env.filters["shquote"] = shell_quote
+    return env
+
+
+def shell_quote(value: Any) -> str:
+    """Single-quote for POSIX shells."""
+    return "'" + str(value).replace("'", "'\"'\"'") + "'"
+
+
+def render(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
