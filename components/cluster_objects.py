@@ -1,0 +1,100 @@
+"""The Kubernetes objects this program declares, as plain manifests (pure: no Pulumi).
+
+The components turn these into pulumi-kubernetes resources; render writes them as YAML.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from components.config import Cluster
+from components.k8s_names import bootstrap_group_for
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "k8s-workers"}
+
+# (binding name, built-in ClusterRole, subject kind, subject name). kubeadm's choices,
+# minus the seeds' `selfnodeserver`, which no controller honours.
+_BOOTSTRAP_BINDINGS = (
+    ("k8s-workers:kubelet-bootstrap", "system:node-bootstrapper", "Group", "system:bootstrappers"),
+    (
+        "k8s-workers:node-autoapprove-bootstrap",
+        "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+        "Group",
+        "system:bootstrappers",
+    ),
+    (
+        "k8s-workers:node-autoapprove-certificate-rotation",
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+        "Group",
+        "system:nodes",
+    ),
+)
+
+
+def cluster_role_binding(name: str, role: str, kind: str, subject: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name, "labels": dict(MANAGED_BY)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": subject}],
+    }
+
+
+def cluster_role_bindings(cluster: Cluster) -> list[dict[str, Any]]:
+    bindings = [cluster_role_binding(*b) for b in _BOOTSTRAP_BINDINGS]
+    # Lets the apiserver reach kubelets (logs, exec, port-forward) under webhook authorization.
+    bindings.append(
+        cluster_role_binding(
+            "k8s-workers:apiserver-kubelet-api-admin",
+            "system:kubelet-api-admin",
+            "User",
+            cluster.apiserver_kubelet_client_user,
+        )
+    )
+    if cluster.manage_kube_proxy_rbac:
+        bindings.append(
+            cluster_role_binding("k8s-workers:node-proxier", "system:node-proxier", "User", "system:kube-proxy")
+        )
+    return bindings
+
+
+def token_expiration(issued_at_epoch: int, ttl_hours: int) -> str:
+    """RFC3339 UTC, the only form the token authenticator parses."""
+    moment = datetime.datetime.fromtimestamp(issued_at_epoch, tz=datetime.UTC)
+    return (moment + datetime.timedelta(hours=ttl_hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def bootstrap_token_metadata(node_name: str, token_id: str) -> dict[str, Any]:
+    return {
+        "name": f"bootstrap-token-{token_id}",
+        "namespace": "kube-system",
+        "labels": dict(MANAGED_BY),
+        "annotations": {"k8s-workers/node": node_name},  # names can outgrow a label value
+    }
+
+
+def bootstrap_token_data(node_name: str, token_id: str, token_secret: str, expiration: str) -> dict[str, str]:
+    return {
+        "description": f"k8s-workers: TLS bootstrap token for node {node_name}",
+        "token-id": token_id,
+        "token-secret": token_secret,
+        "expiration": expiration,
+        "usage-bootstrap-authentication": "true",
+        "usage-bootstrap-signing": "true",
+        "auth-extra-groups": bootstrap_group_for(node_name),
+    }
+
+
+BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
+
+
+def bootstrap_token_secret(node_name: str, token_id: str, token_secret: str, expiration: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": bootstrap_token_metadata(node_name, token_id),
+        "type": BOOTSTRAP_TOKEN_TYPE,
+        "stringData": bootstrap_token_data(node_name, token_id, token_secret, expiration),
+    }

@@ -1,0 +1,22 @@
+"""Turning configured key material into Pulumi secrets, per node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from components.config import Node, StackConfig
+from components.worker_node import NodeCredentials
+
+
+def node_credentials(config: StackConfig, node: Node) -> NodeCredentials:
+    assert config.ca_key_pem is not None  # load_config requires it for the program
+    if node.ssh.private_key_file is not None:
+        ssh_key: str | None = Path(node.ssh.private_key_file).read_text()
+    else:
+        ssh_key = config.ssh_private_key
+    return NodeCredentials(
+        ca_key_pem=pulumi.Output.secret(config.ca_key_pem),
+        ssh_private_key=pulumi.Output.secret(ssh_key) if ssh_key is not None else None,
+    )

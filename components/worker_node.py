@@ -1,0 +1,154 @@
+"""One worker node: its bootstrap token, kube-proxy's certificate, and its install over SSH.
+
+Thin wiring only: every manifest, file and script comes from the pure modules; this
+class feeds them Pulumi Outputs and keeps secrets secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import pulumi_tls as tls
+from pulumi_command import local, remote
+
+from components.cluster_objects import (
+    BOOTSTRAP_TOKEN_TYPE,
+    bootstrap_token_data,
+    bootstrap_token_metadata,
+    token_expiration,
+)
+from components.config import Cluster, Node
+from components.host_paths import PATHS
+from components.install_plan import plan_node, sha256_text
+from components.node_files import PLACEHOLDER_SECRETS, NodeSecrets
+from components.scripts import install_command, install_script, removal_command
+
+TOKEN_ID_LENGTH = 6
+TOKEN_SECRET_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class NodeCredentials:
+    ca_key_pem: pulumi.Output[str]  # secret
+    ssh_private_key: pulumi.Output[str] | None  # secret; None: the SSH agent
+
+
+class WorkerNode(pulumi.ComponentResource):
+    name: pulumi.Output[str]
+    address: pulumi.Output[str]
+    bootstrap_token_id: pulumi.Output[str]
+    files: pulumi.Output[list[dict[str, str]]]
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        node: Node,
+        credentials: NodeCredentials,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("k8s-workers:index:WorkerNode", node.name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = node.name
+
+        # Token id and secret come from one random value kept in state, so they change
+        # together and only when replaced on purpose.
+        token = random.RandomString(
+            f"{prefix}-bootstrap-token",
+            length=TOKEN_ID_LENGTH + TOKEN_SECRET_LENGTH,
+            upper=False,
+            special=False,
+            opts=child,
+        )
+        token_id = pulumi.Output.unsecret(token.result.apply(lambda r: r[:TOKEN_ID_LENGTH]))
+        token_secret = pulumi.Output.secret(token.result.apply(lambda r: r[TOKEN_ID_LENGTH:]))
+        # The moment the token was issued, recorded once in state: an expiry computed
+        # from the clock at every run would change on every `pulumi up`.
+        issued_at = local.Command(f"{prefix}-bootstrap-token-issued-at", create="date -u +%s", opts=child)
+        expiration = issued_at.stdout.apply(
+            lambda out: token_expiration(int(out.strip()), cluster.bootstrap_token_ttl_hours)
+        )
+        token_secret_object = k8s.core.v1.Secret(
+            f"{prefix}-bootstrap-token",
+            metadata=token_id.apply(lambda i: k8s.meta.v1.ObjectMetaArgs(**bootstrap_token_metadata(node.name, i))),
+            type=BOOTSTRAP_TOKEN_TYPE,
+            string_data=pulumi.Output.all(token_id, token_secret, expiration).apply(
+                lambda a: bootstrap_token_data(node.name, a[0], a[1], a[2])
+            ),
+            opts=child,
+        )
+
+        kube_proxy_key = tls.PrivateKey(f"{prefix}-kube-proxy-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        kube_proxy_csr = tls.CertRequest(
+            f"{prefix}-kube-proxy-csr",
+            private_key_pem=kube_proxy_key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(common_name="system:kube-proxy"),
+            opts=child,
+        )
+        kube_proxy_cert = tls.LocallySignedCert(
+            f"{prefix}-kube-proxy-cert",
+            cert_request_pem=kube_proxy_csr.cert_request_pem,
+            ca_cert_pem=cluster.ca_cert_pem,
+            ca_private_key_pem=credentials.ca_key_pem,
+            validity_period_hours=cluster.kube_proxy_certificate.validity_hours,
+            early_renewal_hours=cluster.kube_proxy_certificate.early_renewal_hours,
+            allowed_uses=["digital_signature", "key_encipherment", "client_auth"],
+            opts=child,
+        )
+
+        # What reviewers see: paths, modes and hashes; secrets only by version.
+        review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS)
+        command = pulumi.Output.all(token_id, kube_proxy_cert.cert_pem).apply(
+            lambda a: install_command(
+                review_plan,
+                node.ssh.user,
+                {
+                    PATHS.bootstrap_kubeconfig: f"token-id:{a[0]}",
+                    PATHS.kube_proxy_kubeconfig: f"cert-sha256:{sha256_text(a[1])}",
+                },
+            )
+        )
+        # What runs: the same plan with the real secrets, on stdin.
+        script = pulumi.Output.secret(
+            pulumi.Output.all(token_id, token_secret, kube_proxy_cert.cert_pem, kube_proxy_key.private_key_pem).apply(
+                lambda a: install_script(plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3])))
+            )
+        )
+        self.install = remote.Command(
+            f"{prefix}-install",
+            connection=remote.ConnectionArgs(
+                host=node.ssh_host,
+                port=node.ssh.port,
+                user=node.ssh.user,
+                private_key=credentials.ssh_private_key,
+                host_key=node.ssh.host_key,
+                dial_error_limit=node.ssh.dial_error_limit,
+                per_dial_timeout=node.ssh.per_dial_timeout,
+            ),
+            create=command,
+            stdin=script,
+            delete=removal_command(review_plan, node.ssh.user),
+            logging=remote.Logging.NONE,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[token_secret_object],
+                additional_secret_outputs=["stdout", "stderr"],
+                # Old and new install manage the same files: remove before re-creating.
+                delete_before_replace=True,
+            ),
+        )
+
+        self.name = pulumi.Output.from_input(node.name)
+        self.address = pulumi.Output.from_input(str(node.address))
+        self.bootstrap_token_id = token_id
+        self.files = pulumi.Output.from_input([{"path": f.path, "mode": f.mode} for f in review_plan.files])
+        self.register_outputs(
+            {
+                "name": self.name,
+                "address": self.address,
+                "bootstrapTokenId": self.bootstrap_token_id,
+                "files": self.files,
+            }
+        )
