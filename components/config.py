@@ -72,6 +72,8 @@ def _path_sort_key(path: str) -> list[Any]:
 def format_path(loc: Iterable[str | int]) -> str:
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for "the key itself is invalid"
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):

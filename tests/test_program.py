@@ -1,0 +1,259 @@
+"""What the program declares under mocks: cluster objects, certificates, secrets, commands."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from components.config import load_config
+from components.host_paths import PATHS
+from components.install_plan import plan_node, sha256_text
+from components.node_files import NodeSecrets, node_files
+from components.render import render_stack
+from tests.harness import ISSUED_AT, Run, run_program
+from tests.placed import placed_files
+
+CRB = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
+SECRET = "kubernetes:core/v1:Secret"
+REMOTE = "command:remote:Command"
+NODES = ("worker-1", "worker-2.example.org")
+
+
+@pytest.fixture(scope="module")
+def run(test_ca, ssh_key) -> Run:
+    from tests.conftest import base_config
+
+    raw = base_config(test_ca, ssh_key)
+    raw["defaults"]["ssh"]["hostKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    result = run_program(raw)
+    assert result.error is None, result.error
+    result.raw = raw  # type: ignore[attr-defined]
+    return result
+
+
+def _stdin(run: Run, node: str) -> str:
+    return run.named(f"{node}-install").inputs["stdin"]
+
+
+def test_cluster_role_bindings(run):
+    bindings = {r.inputs["metadata"]["name"]: r.inputs for r in run.of_type(CRB)}
+    expected = {
+        "k8s-workers:kubelet-bootstrap": ("system:node-bootstrapper", "Group", "system:bootstrappers"),
+        "k8s-workers:node-autoapprove-bootstrap": (
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient", "Group", "system:bootstrappers"),
+        "k8s-workers:node-autoapprove-certificate-rotation": (
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "Group", "system:nodes"),
+        "k8s-workers:apiserver-kubelet-api-admin": ("system:kubelet-api-admin", "User", "kube-apiserver-kubelet-client"),
+        "k8s-workers:node-proxier": ("system:node-proxier", "User", "system:kube-proxy"),
+    }  # fmt: skip
+    assert set(bindings) == set(expected)
+    for name, (role, kind, subject) in expected.items():
+        assert bindings[name]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}
+        assert bindings[name]["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": subject}]
+    everything = json.dumps([r.inputs for r in run.resources])
+    assert "selfnodeserver" not in everything
+
+
+def test_bootstrap_token_secrets(run):
+    secrets = {r.inputs["metadata"]["annotations"]["k8s-workers/node"]: r for r in run.of_type(SECRET)}
+    assert set(secrets) == set(NODES)
+    expiry = datetime.datetime.fromtimestamp(ISSUED_AT, datetime.UTC) + datetime.timedelta(hours=24)
+    for node, secret in secrets.items():
+        data = secret.inputs["stringData"]
+        assert secret.inputs["type"] == "bootstrap.kubernetes.io/token"
+        assert secret.inputs["metadata"]["namespace"] == "kube-system"
+        assert re.fullmatch(r"[a-z0-9]{6}", data["token-id"])
+        assert re.fullmatch(r"[a-z0-9]{16}", data["token-secret"])
+        assert secret.inputs["metadata"]["name"] == f"bootstrap-token-{data['token-id']}"
+        assert data["usage-bootstrap-authentication"] == "true"
+        assert data["usage-bootstrap-signing"] == "true"
+        assert data["expiration"] == expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for group in data["auth-extra-groups"].split(","):
+            assert re.fullmatch(r"system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]", group)
+        assert data["description"]
+        assert "stringData" in secret.secret_inputs
+        assert not {p for p in secret.secret_inputs if p.startswith("metadata")}
+    assert secrets["worker-2.example.org"].inputs["stringData"]["auth-extra-groups"] == (
+        "system:bootstrappers:worker-2-example-org"
+    )
+
+
+def test_bootstrap_kubeconfig_carries_the_token_of_the_secret(run, tmp_path):
+    for secret in run.of_type(SECRET):
+        node = secret.inputs["metadata"]["annotations"]["k8s-workers/node"]
+        data = secret.inputs["stringData"]
+        mode, text = placed_files(_stdin(run, node))[PATHS.bootstrap_kubeconfig]
+        assert mode == "0600"
+        kubeconfig = yaml.safe_load(text)
+        assert kubeconfig["users"][0]["user"]["token"] == f"{data['token-id']}.{data['token-secret']}"
+
+
+def _kubeconfig_cert(text: str) -> tuple[x509.Certificate, object, x509.Certificate]:
+    import base64
+
+    kc = yaml.safe_load(text)
+    user = kc["users"][0]["user"]
+    cert = x509.load_pem_x509_certificate(base64.b64decode(user["client-certificate-data"]))
+    key = serialization.load_pem_private_key(base64.b64decode(user["client-key-data"]), password=None)
+    ca = x509.load_pem_x509_certificate(base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]))
+    return cert, key, ca
+
+
+def test_kube_proxy_certificate_chains_to_the_cluster_ca(run, test_ca):
+    cluster_ca = x509.load_pem_x509_certificate(test_ca.cert_pem.encode())
+    for node in NODES:
+        mode, text = placed_files(_stdin(run, node))[PATHS.kube_proxy_kubeconfig]
+        assert mode == "0600"
+        cert, key, ca = _kubeconfig_cert(text)
+        assert ca == cluster_ca
+        cert.verify_directly_issued_by(cluster_ca)
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "system:kube-proxy"
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+        fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+        enc = serialization.Encoding.DER
+        assert cert.public_key().public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)  # type: ignore[attr-defined]
+        hours = (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() / 3600
+        assert hours == 8760
+
+
+def test_kube_proxy_key_is_p256(run):
+    for key in run.of_type("tls:index/privateKey:PrivateKey"):
+        assert key.inputs["algorithm"] == "ECDSA"
+        assert key.inputs["ecdsaCurve"] == "P256"
+
+
+def test_every_credential_input_is_secret(run):
+    for node in NODES:
+        install = run.named(f"{node}-install")
+        assert "stdin" in install.secret_inputs
+        assert "connection" in install.secret_inputs or "connection.privateKey" in install.secret_inputs
+        assert install.inputs["logging"] == "none"
+        assert {"stdout", "stderr"} <= set(install.additional_secret_outputs)
+        assert "privateKeyPem" in run.named(f"{node}-kube-proxy-csr").secret_inputs
+        assert "caPrivateKeyPem" in run.named(f"{node}-kube-proxy-cert").secret_inputs
+        assert "stringData" in next(s for s in run.of_type(SECRET) if s.inputs["metadata"]["annotations"]["k8s-workers/node"] == node).secret_inputs
+
+
+def test_no_secret_in_command_lines(run, test_ca, ssh_key):
+    secrets = [test_ca.key_pem.splitlines()[1], ssh_key.splitlines()[1]]
+    secrets += [s.inputs["stringData"]["token-secret"] for s in run.of_type(SECRET)]
+    secrets += [k.outputs["privateKeyPem"].splitlines()[1] for k in run.of_type("tls:index/privateKey:PrivateKey")]
+    for install in run.of_type(REMOTE):
+        assert "create" not in install.secret_inputs and "delete" not in install.secret_inputs
+        for text in (install.inputs["create"], install.inputs["delete"]):
+            for secret in secrets:
+                assert secret not in text
+
+
+def test_connection_is_bounded_and_pinned(run):
+    for node, address in zip(NODES, ("192.0.2.11", "192.0.2.12"), strict=True):
+        connection = run.named(f"{node}-install").inputs["connection"]
+        assert connection["host"] == address
+        assert connection["port"] == 22
+        assert connection["user"] == "root"
+        assert connection["hostKey"].startswith("ssh-ed25519 ")
+        assert connection["dialErrorLimit"] == 3
+        assert connection["perDialTimeout"] == 10
+        assert connection["privateKey"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+
+
+def test_install_waits_for_its_token_and_replaces_cleanly(run):
+    for node in NODES:
+        install = run.named(f"{node}-install")
+        assert install.delete_before_replace
+        assert any(d.endswith(f"::{node}-bootstrap-token") and "Secret" in d for d in install.dependencies)
+
+
+def test_command_manifest_matches_the_placed_files(run):
+    for node in NODES:
+        install = run.named(f"{node}-install")
+        manifest = {}
+        for line in install.inputs["create"].splitlines()[1:]:
+            kind, path, *rest = line.removeprefix("# ").split(" ")
+            if kind == "file":
+                manifest[path] = rest
+        placed = placed_files(install.inputs["stdin"])
+        assert set(manifest) == set(placed)
+        for path, (mode, content) in placed.items():
+            assert manifest[path][0] == mode
+            if path in (PATHS.bootstrap_kubeconfig, PATHS.kube_proxy_kubeconfig):
+                assert manifest[path][1].startswith(("token-id:", "cert-sha256:"))
+            else:
+                assert manifest[path][1] == f"sha256:{sha256_text(content)}"
+        assert install.inputs["create"].startswith("/bin/bash -s")
+        assert install.inputs["delete"].startswith("/bin/bash -s <<'K8S_WORKERS_REMOVE_SCRIPT'")
+
+
+def test_component_outputs(run):
+    outputs = [o for urn, o in run.component_outputs.items() if "WorkerNode" in urn]
+    by_name = {o["name"]: o for o in outputs}
+    assert set(by_name) == set(NODES)
+    token_ids = {s.inputs["metadata"]["annotations"]["k8s-workers/node"]: s.inputs["stringData"]["token-id"] for s in run.of_type(SECRET)}
+    for node, out in by_name.items():
+        assert out["bootstrapTokenId"] == token_ids[node]
+        assert {"path": PATHS.kubelet_config, "mode": "0600"} in out["files"]
+        assert {"path": PATHS.ca_cert, "mode": "0644"} in out["files"]
+        assert set(out) == {"name", "address", "bootstrapTokenId", "files"}
+    assert by_name["worker-1"]["address"] == "192.0.2.11"
+
+
+def test_render_equals_what_the_components_place(run, tmp_path):
+    config = load_config(run.raw, require_secrets=False)  # type: ignore[attr-defined]
+    render_stack(config, tmp_path)
+    tokens = {s.inputs["metadata"]["annotations"]["k8s-workers/node"]: s.inputs["stringData"] for s in run.of_type(SECRET)}
+    for node in config.nodes:
+        placed = placed_files(_stdin(run, node.name))
+        secret_paths = {PATHS.bootstrap_kubeconfig, PATHS.kube_proxy_kubeconfig}
+        for path, (mode, content) in placed.items():
+            rendered = tmp_path / node.name / path.lstrip("/")
+            assert oct(rendered.stat().st_mode & 0o777) == oct(int(mode, 8))
+            if path not in secret_paths:
+                assert rendered.read_text() == content, path
+        # Secret files: the same function, fed the values the mocks produced, gives the same bytes.
+        cert = run.named(f"{node.name}-kube-proxy-cert").outputs["certPem"]
+        key = run.named(f"{node.name}-kube-proxy-key").outputs["privateKeyPem"]
+        token = f"{tokens[node.name]['token-id']}.{tokens[node.name]['token-secret']}"
+        again = {f.path: f.content for f in node_files(config.cluster, node, NodeSecrets(token, cert, key))}
+        for path in secret_paths:
+            assert again[path] == placed[path][1]
+        assert set(placed) == {f.path for f in plan_node(config.cluster, node, NodeSecrets(token, cert, key)).files}
+
+
+def test_kubeconfigs_load_in_kubectl(run, tmp_path):
+    for node in NODES:
+        placed = placed_files(_stdin(run, node))
+        for path in (PATHS.bootstrap_kubeconfig, PATHS.kube_proxy_kubeconfig):
+            target = tmp_path / f"{node}-{Path(path).name}"
+            target.write_text(placed[path][1])
+            result = subprocess.run(
+                ["kubectl", "config", "view", "--kubeconfig", str(target), "--raw", "-o", "json"],
+                capture_output=True, text=True, check=False, timeout=60,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            view = json.loads(result.stdout)
+            assert view["clusters"][0]["cluster"]["server"] == "https://192.0.2.1:6443"
+            assert view["current-context"]
+
+
+def test_removing_a_node_from_config_removes_its_resources(test_ca, ssh_key):
+    from tests.conftest import base_config
+
+    raw = base_config(test_ca, ssh_key)
+    raw["nodes"] = raw["nodes"][:1]
+    result = run_program(raw)
+    assert result.error is None
+    assert [r.name for r in result.of_type(REMOTE)] == ["worker-1-install"]
+    # What the engine runs when the node disappears: the delete command kept in state.
+    delete = run_program(base_config(test_ca, ssh_key)).named("worker-2.example.org-install").inputs["delete"]
+    assert "systemctl disable --now" in delete
+    assert "remove '/var/lib/kubelet/config.yaml'" in delete
