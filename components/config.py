@@ -188,9 +188,7 @@ EvictionSignal = Literal[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
 
 
 # ------------------------------------------------------------------ cluster
@@ -519,9 +517,7 @@ def _insecure_kubelet_settings(overrides: Mapping[str, Any]) -> list[str]:
     if isinstance(authn, dict) and (authn.get("anonymous") or {}).get("enabled") is True:
         problems.append("authentication.anonymous.enabled: true lets anyone reach the kubelet API")
     if isinstance(authz, dict) and authz.get("mode") == "AlwaysAllow":
-        problems.append(
-            "authorization.mode: AlwaysAllow lets any client exec into pods; keep Webhook"
-        )
+        problems.append("authorization.mode: AlwaysAllow lets any client exec into pods; keep Webhook")
     if overrides.get("readOnlyPort") not in (None, 0):
         problems.append("readOnlyPort must stay 0 (an unauthenticated port)")
     if overrides.get("cgroupDriver") not in (None, "systemd"):
@@ -571,8 +567,18 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 _ALL_KEYS = sorted(
     {
         field.alias or name
-        for model in (ArtifactSpec, Binaries, ContainerRuntime, Cni, KubeProxy, KubeProxyCertificate,
-                      Cluster, Ssh, Taint, Node)
+        for model in (
+            ArtifactSpec,
+            Binaries,
+            ContainerRuntime,
+            Cni,
+            KubeProxy,
+            KubeProxyCertificate,
+            Cluster,
+            Ssh,
+            Taint,
+            Node,
+        )
         for name, field in model.model_fields.items()
     }
     | set(TOP_LEVEL_KEYS)
@@ -660,9 +666,8 @@ def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True) -> Stac
         issues += _artifact_issues(cluster, [n for _, n in nodes])
     issues += _duplicate_issues(nodes_raw)
     issues += _node_issues(cluster, nodes)
-    if isinstance(ssh_key, str) and not isinstance(ssh_key, SecretPlaceholder):
-        if "PRIVATE KEY" not in ssh_key:
-            issues.append(ConfigIssue("sshPrivateKey", "is not a PEM/OpenSSH private key"))
+    if isinstance(ssh_key, str) and not isinstance(ssh_key, SecretPlaceholder) and "PRIVATE KEY" not in ssh_key:
+        issues.append(ConfigIssue("sshPrivateKey", "is not a PEM/OpenSSH private key"))
 
     if issues:
         raise ConfigError(issues)
@@ -786,9 +791,7 @@ def _artifact_issues(cluster: Cluster, nodes: list[Node]) -> list[ConfigIssue]:
         for arch in arches:
             if arch not in spec.sha256:
                 users = ", ".join(n.name for n in nodes if n.arch == arch)
-                issues.append(
-                    ConfigIssue(f'{base}["{name}"].sha256.{arch}', f"is required: nodes {users} are {arch}")
-                )
+                issues.append(ConfigIssue(f'{base}["{name}"].sha256.{arch}', f"is required: nodes {users} are {arch}"))
     return issues
 
 
@@ -804,7 +807,9 @@ def _node_issues(cluster: Cluster | None, nodes: list[tuple[int, Node]]) -> list
             continue
         if node.pod_cidr.version != cluster.pod_cidr.version or not node.pod_cidr.subnet_of(cluster.pod_cidr):  # type: ignore[arg-type]
             issues.append(
-                ConfigIssue(f"nodes[{index}].podCidr", f"'{node.pod_cidr}' is not inside cluster.podCidr '{cluster.pod_cidr}'")
+                ConfigIssue(
+                    f"nodes[{index}].podCidr", f"'{node.pod_cidr}' is not inside cluster.podCidr '{cluster.pod_cidr}'"
+                )
             )
     for a, (i, node_a) in enumerate(with_cidr):
         for j, node_b in with_cidr[a + 1 :]:

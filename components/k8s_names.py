@@ -74,8 +74,7 @@ def label_value_error(value: str) -> str | None:
         return "must be at most 63 characters"
     if not _QUALIFIED_NAME_PART.match(value):
         return (
-            "must consist of alphanumeric characters, '-', '_' or '.', "
-            "and start and end with an alphanumeric character"
+            "must consist of alphanumeric characters, '-', '_' or '.', and start and end with an alphanumeric character"
         )
     return None
 

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.pki import TestCa, make_ca, make_ssh_key  # noqa: E402
+from tests.pki import TestCa, make_ca, make_ssh_key
 
 FAKE_SHA = {"amd64": "0" * 63 + "1", "arm64": "0" * 63 + "2"}
 
@@ -31,7 +31,11 @@ def base_config(ca: TestCa, ssh_key: str | None = None, **cluster_overrides: Any
         for name in ("kubelet", "kube-proxy")
     }
     for name, version in (("containerd", "2.1.4"), ("runc", "1.3.0"), ("cni-plugins", "1.7.1")):
-        artifacts[name] = {"url": f"http://127.0.0.1:9/{name}/{{version}}/{{arch}}", "sha256": dict(FAKE_SHA), "version": version}
+        artifacts[name] = {
+            "url": f"http://127.0.0.1:9/{name}/{{version}}/{{arch}}",
+            "sha256": dict(FAKE_SHA),
+            "version": version,
+        }
     cluster = {
         "name": "test",
         "apiServer": "https://192.0.2.1:6443",

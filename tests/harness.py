@@ -225,7 +225,7 @@ def run_program(raw_config: dict[str, Any], preview: bool = False) -> Run:
     async def program() -> None:
         try:
             runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
-        except Exception as exc:  # noqa: BLE001 - recorded for the test to assert on
+        except Exception as exc:
             run.error = exc
         await pulumi.runtime.stack.wait_for_rpcs()
 

@@ -15,7 +15,7 @@ import yaml
 from components.cluster_objects import bootstrap_token_secret, cluster_role_bindings
 from components.config import StackConfig, load_config
 from components.host_paths import PATHS
-from components.node_files import PLACEHOLDER_SECRETS, IPVS_MODULES, node_files
+from components.node_files import IPVS_MODULES, PLACEHOLDER_SECRETS, node_files
 from tests.conftest import base_config
 
 # Seed-era flags and settings that current kubelets reject or ignore (NOTES.md).
@@ -52,7 +52,12 @@ def test_kubelet_config_is_secure(test_ca):
     assert doc["cgroupDriver"] == "systemd"
     assert doc["containerRuntimeEndpoint"] == "unix:///run/containerd/containerd.sock"
     assert doc["clusterDNS"] == ["10.96.0.10"] and doc["clusterDomain"] == "cluster.local"
-    assert set(doc["evictionHard"]) >= {"memory.available", "nodefs.available", "nodefs.inodesFree", "imagefs.available"}
+    assert set(doc["evictionHard"]) >= {
+        "memory.available",
+        "nodefs.available",
+        "nodefs.inodesFree",
+        "imagefs.available",
+    }
     assert doc["systemReserved"] and doc["kubeReserved"]
     assert doc["failSwapOn"] is True
     assert "featureGates" not in doc
@@ -121,19 +126,28 @@ def _verify_units(files: dict[str, str], root: Path, bin_dir: str = "/usr/local/
 
 @pytest.mark.parametrize("runtime", ["containerd", "external"])
 def test_units_pass_systemd_analyze_verify(test_ca, tmp_path, runtime):
-    config = _config(test_ca, containerRuntime={"type": runtime, "endpoint": "unix:///run/cri-dockerd.sock"} if runtime == "external" else {"type": runtime})
+    config = _config(
+        test_ca,
+        containerRuntime={"type": runtime, "endpoint": "unix:///run/cri-dockerd.sock"}
+        if runtime == "external"
+        else {"type": runtime},
+    )
     files = _files(config)
     units = [p for p in files if p.endswith(".service")]
     assert len(units) == (3 if runtime == "containerd" else 2)
     result = _verify_units(files, tmp_path)
     assert result.returncode == 0, result.stderr
-    ours = [line for line in result.stderr.splitlines() if "k8s-workers" in line or "kube" in line or "containerd" in line]
+    ours = [
+        line for line in result.stderr.splitlines() if "k8s-workers" in line or "kube" in line or "containerd" in line
+    ]
     assert ours == [], result.stderr
 
 
 def test_containerd_config(test_ca):
     for major, version in ((2, 3), (1, 2)):
-        config = _config(test_ca, containerRuntime={"containerdMajor": major, "sandboxImage": "registry.k8s.io/pause:3.10"})
+        config = _config(
+            test_ca, containerRuntime={"containerdMajor": major, "sandboxImage": "registry.k8s.io/pause:3.10"}
+        )
         doc = tomllib.loads(_files(config)[PATHS.containerd_config])
         assert doc["version"] == version
         text = json.dumps(doc)
@@ -198,7 +212,9 @@ def test_file_modes_follow_cis(test_ca):
 def test_cluster_objects_validate_against_the_openapi_schema(test_ca, version):
     config = _config(test_ca)
     manifests = cluster_role_bindings(config.cluster)
-    manifests += [bootstrap_token_secret(n.name, "abc123", "0123456789abcdef", "2026-01-02T00:00:00Z") for n in config.nodes]
+    manifests += [
+        bootstrap_token_secret(n.name, "abc123", "0123456789abcdef", "2026-01-02T00:00:00Z") for n in config.nodes
+    ]
     for manifest in manifests:
         kubernetes_validate.validate(manifest, version, strict=True)
 

@@ -91,7 +91,14 @@ def test_rerun_writes_nothing_and_restarts_nothing(host, test_ca, server):
     assert result.returncode == 0, result.stderr
     assert host.snapshot() == before  # same inodes, same mtimes, same modes
     summary = result.summary
-    for key in ("files_changed", "modes_fixed", "binaries_changed", "services_restarted", "services_started", "services_enabled"):
+    for key in (
+        "files_changed",
+        "modes_fixed",
+        "binaries_changed",
+        "services_restarted",
+        "services_started",
+        "services_enabled",
+    ):
         assert summary[key] == [], key
     assert not [c for c in host.calls() if c.split()[0] in ("restart", "start", "enable", "daemon-reload")]
 

@@ -33,7 +33,9 @@ def run(test_ca, ssh_key) -> Run:
     from tests.conftest import base_config
 
     raw = base_config(test_ca, ssh_key)
-    raw["defaults"]["ssh"]["hostKey"] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    raw["defaults"]["ssh"]["hostKey"] = (
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    )
     result = run_program(raw)
     assert result.error is None, result.error
     result.raw = raw  # type: ignore[attr-defined]
@@ -57,7 +59,11 @@ def test_cluster_role_bindings(run):
     }  # fmt: skip
     assert set(bindings) == set(expected)
     for name, (role, kind, subject) in expected.items():
-        assert bindings[name]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}
+        assert bindings[name]["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role,
+        }
         assert bindings[name]["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": subject}]
     everything = json.dumps([r.inputs for r in run.resources])
     assert "selfnodeserver" not in everything
@@ -67,7 +73,7 @@ def test_bootstrap_token_secrets(run):
     secrets = {r.inputs["metadata"]["annotations"]["k8s-workers/node"]: r for r in run.of_type(SECRET)}
     assert set(secrets) == set(NODES)
     expiry = datetime.datetime.fromtimestamp(ISSUED_AT, datetime.UTC) + datetime.timedelta(hours=24)
-    for node, secret in secrets.items():
+    for secret in secrets.values():
         data = secret.inputs["stringData"]
         assert secret.inputs["type"] == "bootstrap.kubernetes.io/token"
         assert secret.inputs["metadata"]["namespace"] == "kube-system"
@@ -141,7 +147,12 @@ def test_every_credential_input_is_secret(run):
         assert {"stdout", "stderr"} <= set(install.additional_secret_outputs)
         assert "privateKeyPem" in run.named(f"{node}-kube-proxy-csr").secret_inputs
         assert "caPrivateKeyPem" in run.named(f"{node}-kube-proxy-cert").secret_inputs
-        assert "stringData" in next(s for s in run.of_type(SECRET) if s.inputs["metadata"]["annotations"]["k8s-workers/node"] == node).secret_inputs
+        assert (
+            "stringData"
+            in next(
+                s for s in run.of_type(SECRET) if s.inputs["metadata"]["annotations"]["k8s-workers/node"] == node
+            ).secret_inputs
+        )
 
 
 def test_no_secret_in_command_lines(run, test_ca, ssh_key):
@@ -198,7 +209,10 @@ def test_component_outputs(run):
     outputs = [o for urn, o in run.component_outputs.items() if "WorkerNode" in urn]
     by_name = {o["name"]: o for o in outputs}
     assert set(by_name) == set(NODES)
-    token_ids = {s.inputs["metadata"]["annotations"]["k8s-workers/node"]: s.inputs["stringData"]["token-id"] for s in run.of_type(SECRET)}
+    token_ids = {
+        s.inputs["metadata"]["annotations"]["k8s-workers/node"]: s.inputs["stringData"]["token-id"]
+        for s in run.of_type(SECRET)
+    }
     for node, out in by_name.items():
         assert out["bootstrapTokenId"] == token_ids[node]
         assert {"path": PATHS.kubelet_config, "mode": "0600"} in out["files"]
@@ -210,7 +224,9 @@ def test_component_outputs(run):
 def test_render_equals_what_the_components_place(run, tmp_path):
     config = load_config(run.raw, require_secrets=False)  # type: ignore[attr-defined]
     render_stack(config, tmp_path)
-    tokens = {s.inputs["metadata"]["annotations"]["k8s-workers/node"]: s.inputs["stringData"] for s in run.of_type(SECRET)}
+    tokens = {
+        s.inputs["metadata"]["annotations"]["k8s-workers/node"]: s.inputs["stringData"] for s in run.of_type(SECRET)
+    }
     for node in config.nodes:
         placed = placed_files(_stdin(run, node.name))
         secret_paths = {PATHS.bootstrap_kubeconfig, PATHS.kube_proxy_kubeconfig}
