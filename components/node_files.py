@@ -10,11 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from components.config import Cluster, Node, deep_merge
 from components.host_paths import PATHS
-from components.templating import render
+from components.templating import parse_yaml, render
 
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
 
@@ -58,7 +56,7 @@ def kernel_modules(cluster: Cluster) -> tuple[str, ...]:
 
 def kubelet_configuration(cluster: Cluster, node: Node) -> dict[str, Any]:
     """The node's KubeletConfiguration: secure defaults, then its overrides."""
-    base = yaml.safe_load(
+    base = parse_yaml(
         render(
             "kubelet/config-defaults.yaml.j2",
             paths=PATHS,

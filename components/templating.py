@@ -1,7 +1,9 @@
 """The Jinja2 environment over `templates/`: the only place file text comes from."""
 
 import base64
+import copy
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,24 @@ class _IndentedDumper(yaml.SafeDumper):
 
 
 def to_yaml(document: Any) -> str:
+    # Nodes mostly share their documents: dumping is cached by content (JSON is the key).
+    return _dump_cached(json.dumps(document))
+
+
+@functools.lru_cache(maxsize=256)
+def _dump_cached(document_json: str) -> str:
+    document = json.loads(document_json)
     return yaml.dump(document, Dumper=_IndentedDumper, sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(text: str) -> Any:
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML we rendered ourselves; cached, so callers get a private copy."""
+    return copy.deepcopy(_parse_cached(text))
 
 
 def b64(text: str) -> str:

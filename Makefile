@@ -1,0 +1,27 @@
+# k8s-workers: the everyday commands. `make test` is what CI runs.
+PYTHON ?= python3
+VENV := venv
+PY := $(VENV)/bin/python
+
+.PHONY: venv test lint render bench
+
+$(PY): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $(PY)
+
+venv: $(PY)
+
+lint: $(PY)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest
+
+render: $(PY)
+	$(PY) -m components render --stack $(or $(STACK),dev) --out $(or $(OUT),render)
+
+bench: $(PY)
+	$(PY) benchmarks/bench_program.py
