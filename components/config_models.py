@@ -1,0 +1,356 @@
+"""The stack config's shape: pydantic models for the cluster, node defaults and nodes."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.alias_generators import to_camel
+
+from components import k8s_names
+from components.config_types import (
+    AbsolutePath,
+    Arch,
+    ArtifactName,
+    Cidr,
+    EvictionSignal,
+    HostKey,
+    IPAddress,
+    PemCertificate,
+    Quantity,
+    ReservedResource,
+    Sha256,
+    Threshold,
+    invalid,
+    kubernetes_rule,
+    matching,
+    pem_certificate,
+)
+from components.kubelet_fields import KUBELET_CONFIGURATION_FIELDS
+
+SUPPORTED_MINORS = (31, 32, 33, 34)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+# ------------------------------------------------------------------ cluster
+
+
+class ArtifactSpec(_Model):
+    """Where one binary (or tarball) comes from; `{version}` and `{arch}` are filled in."""
+
+    url: str
+    sha256: dict[Arch, Sha256]
+    version: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+/\S*$", value):
+            raise invalid(value, "is not an http(s) URL")
+        unknown = set(re.findall(r"\{([^}]*)\}", value)) - {"version", "arch"}
+        if unknown:
+            raise invalid(value, f"has unknown placeholders {sorted(unknown)} (allowed: {{version}}, {{arch}})")
+        return value
+
+
+class Binaries(_Model):
+    source: Literal["download", "preinstalled"] = "download"
+    # Where the binaries are (preinstalled) or go (download); the units run them from here.
+    bin_dir: AbsolutePath = "/usr/local/bin"
+    artifacts: dict[ArtifactName, ArtifactSpec] = {}
+
+
+class ContainerRuntime(_Model):
+    type: Literal["containerd", "external"] = "containerd"
+    # CRI socket the kubelet talks to; for docker users, cri-dockerd's socket.
+    endpoint: Annotated[str, matching(r"unix:///\S+", "is not a CRI endpoint (expected unix:///path/to.sock)")] = (
+        "unix:///run/containerd/containerd.sock"
+    )
+    containerd_major: Literal[1, 2] = 2
+    sandbox_image: str = "registry.k8s.io/pause:3.10"
+
+
+class Cni(_Model):
+    mode: Literal["calico", "bridge", "none"] = "calico"
+    bridge_name: str = "cni0"
+
+
+class KubeProxy(_Model):
+    mode: Literal["iptables", "nftables", "ipvs"] = "iptables"
+    ipvs_scheduler: Literal["rr", "wrr", "sh", "lc"] = "rr"
+
+
+class KubeProxyCertificate(_Model):
+    validity_hours: int = Field(8760, ge=24, le=87600)
+    early_renewal_hours: int = Field(720, ge=0)
+
+    @field_validator("early_renewal_hours")
+    @classmethod
+    def _shorter_than_validity(cls, value: int, info: ValidationInfo) -> int:
+        validity = info.data.get("validity_hours")
+        if validity is not None and value >= validity:
+            raise invalid(value, f"must be less than validityHours ({validity})")
+        return value
+
+
+class Cluster(_Model):
+    name: str
+    api_server: str
+    ca_cert: PemCertificate | None = None
+    ca_cert_file: str | None = None
+    ca_key_file: str | None = None
+    service_cidr: Cidr
+    cluster_dns: IPAddress
+    cluster_domain: str = "cluster.local"
+    pod_cidr: Cidr
+    kubernetes_version: str
+    binaries: Binaries = Binaries()
+    container_runtime: ContainerRuntime = ContainerRuntime()
+    cni: Cni = Cni()
+    kube_proxy: KubeProxy = KubeProxy()
+    bootstrap_token_ttl_hours: int = Field(24, ge=1, le=168)
+    kube_proxy_certificate: KubeProxyCertificate = KubeProxyCertificate()
+    # The user the apiserver presents to kubelets (--kubelet-client-certificate CN).
+    apiserver_kubelet_client_user: str = "kube-apiserver-kubelet-client"
+    manage_kube_proxy_rbac: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        problem = k8s_names.dns1123_subdomain_error(value)
+        if problem:
+            raise invalid(value, problem)
+        return value
+
+    @field_validator("api_server")
+    @classmethod
+    def _api_server(cls, value: str) -> str:
+        if not re.fullmatch(r"https://[^\s/:]+(:[0-9]{1,5})?/?", value):
+            raise invalid(value, "is not an https URL of the API server (https://host:6443)")
+        return value.rstrip("/")
+
+    @field_validator("ca_cert_file", "ca_key_file")
+    @classmethod
+    def _readable(cls, value: str) -> str:
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise invalid(value, "is not a readable file")
+        return str(path)
+
+    @field_validator("ca_cert_file")
+    @classmethod
+    def _ca_file_parses(cls, value: str) -> str:
+        try:
+            pem_certificate(Path(value).read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{value!r}: {exc}") from None
+        return value
+
+    @field_validator("cluster_domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        problem = k8s_names.dns1123_subdomain_error(value.rstrip("."))
+        if problem:
+            raise invalid(value, problem)
+        return value.rstrip(".")
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        match = re.fullmatch(r"v?1\.([0-9]+)\.([0-9]+)", str(value))
+        if not match:
+            raise invalid(value, "is not a Kubernetes version (e.g. 1.33.4)")
+        if int(match.group(1)) not in SUPPORTED_MINORS:
+            raise invalid(value, "is not supported (supported: 1.31 to 1.34)")
+        return str(value).lstrip("v")
+
+    @property
+    def ca_cert_pem(self) -> str:
+        if self.ca_cert is not None:
+            return self.ca_cert
+        assert self.ca_cert_file is not None
+        return pem_certificate(Path(self.ca_cert_file).read_text())
+
+    @property
+    def minor(self) -> int:
+        return int(self.kubernetes_version.split(".")[1])
+
+
+# ------------------------------------------------------------------ nodes
+
+
+class Ssh(_Model):
+    user: Annotated[str, matching(r"[a-z_][a-z0-9_.-]{0,31}", "is not a POSIX user name")] = "root"
+    host: str | None = None  # default: the node's address
+    port: int = Field(22, ge=1, le=65535)
+    private_key_file: str | None = None
+    host_key: HostKey | None = None
+    dial_error_limit: int = Field(3, ge=1, le=100)
+    per_dial_timeout: int = Field(10, ge=1, le=300)
+
+    @field_validator("private_key_file")
+    @classmethod
+    def _key_file(cls, value: str) -> str:
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise invalid(value, "is not a readable file")
+        return str(path)
+
+
+class Taint(_Model):
+    key: Annotated[str, kubernetes_rule(k8s_names.qualified_name_error, "taint key")]
+    value: Annotated[str, kubernetes_rule(k8s_names.label_value_error, "taint value")] = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+    def flag(self) -> str:
+        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
+
+
+# Flags the kubelet no longer accepts (NOTES.md), and flags this program sets itself.
+_REMOVED_KUBELET_FLAGS = {
+    "--network-plugin": "removed in 1.24: CNI belongs to the container runtime",
+    "--cni-bin-dir": "removed in 1.24: CNI belongs to the container runtime",
+    "--cni-conf-dir": "removed in 1.24: CNI belongs to the container runtime",
+    "--allow-privileged": "removed in 1.15: use Pod Security admission",
+    "--experimental-bootstrap-kubeconfig": "removed in 1.23: this program sets --bootstrap-kubeconfig",
+    "--container-runtime": "removed in 1.27: remote CRI only",
+    "--pod-infra-container-image": "removed in 1.35: set cluster.containerRuntime.sandboxImage",
+    "--container-runtime-endpoint": "deprecated: set cluster.containerRuntime.endpoint",
+}
+_OWNED_KUBELET_FLAGS = (
+    "--config",
+    "--kubeconfig",
+    "--bootstrap-kubeconfig",
+    "--cert-dir",
+    "--node-ip",
+    "--node-labels",
+    "--register-with-taints",
+    "--hostname-override",
+)
+
+
+class NodeSettings(_Model):
+    """Everything `defaults` may set and each node may override."""
+
+    arch: Arch = "amd64"
+    ssh: Ssh = Ssh()
+    labels: dict[str, str] = {}
+    taints: list[Taint] = []
+    # Deep-merged over the generated KubeletConfiguration.
+    kubelet: dict[str, Any] = {}
+    kubelet_extra_args: list[str] = []
+    system_reserved: dict[ReservedResource, Quantity] = {
+        "cpu": "100m",
+        "memory": "256Mi",
+        "ephemeral-storage": "1Gi",
+    }
+    kube_reserved: dict[ReservedResource, Quantity] = {
+        "cpu": "100m",
+        "memory": "256Mi",
+        "ephemeral-storage": "1Gi",
+    }
+    eviction_hard: dict[EvictionSignal, Threshold] = {
+        "memory.available": "200Mi",
+        "nodefs.available": "10%",
+        "nodefs.inodesFree": "5%",
+        "imagefs.available": "15%",
+    }
+    max_pods: int = Field(110, ge=1, le=2500)
+    pod_pids_limit: int = Field(4096, ge=-1)
+    resolv_conf: AbsolutePath = "/etc/resolv.conf"
+    # Off by default (CIS 4.2.8): the node name must then equal the host's hostname.
+    hostname_override: bool = False
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, label in value.items():
+            problem = k8s_names.qualified_name_error(key) or k8s_names.kubelet_label_error(key)
+            if problem:
+                raise ValueError(f"label key {key!r}: {problem}")
+            if not isinstance(label, str):
+                raise ValueError(f"label {key!r}: value {label!r} must be a string")
+            problem = k8s_names.label_value_error(label)
+            if problem:
+                raise ValueError(f"label {key!r}: value {label!r} {problem}")
+        return value
+
+    @field_validator("kubelet")
+    @classmethod
+    def _kubelet(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems = []
+        for key in value:
+            if key not in KUBELET_CONFIGURATION_FIELDS:
+                near = difflib.get_close_matches(key, KUBELET_CONFIGURATION_FIELDS, n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                problems.append(f"{key!r} is not a KubeletConfiguration field{hint}")
+        for key in ("apiVersion", "kind"):
+            if key in value:
+                problems.append(f"{key!r} is set by this program")
+        problems += _insecure_kubelet_settings(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("kubelet_extra_args")
+    @classmethod
+    def _extra_args(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            flag = arg.split("=", 1)[0]
+            if not re.fullmatch(r"--[a-z0-9][a-z0-9-]*", flag):
+                raise invalid(arg, "is not a --flag or --flag=value")
+            if flag in _REMOVED_KUBELET_FLAGS:
+                raise invalid(arg, _REMOVED_KUBELET_FLAGS[flag])
+            if flag in _OWNED_KUBELET_FLAGS:
+                raise invalid(arg, "is set by this program; use the matching setting instead")
+            if any(c in arg for c in "\"'\\$`\n"):
+                raise invalid(arg, "must not contain quotes, backslashes, '$', '`' or newlines")
+        return value
+
+
+def _insecure_kubelet_settings(overrides: Mapping[str, Any]) -> list[str]:
+    """Overrides that would undo the secure defaults: refused, with the reason."""
+    problems = []
+    authn = overrides.get("authentication") or {}
+    authz = overrides.get("authorization") or {}
+    if isinstance(authn, dict) and (authn.get("anonymous") or {}).get("enabled") is True:
+        problems.append("authentication.anonymous.enabled: true lets anyone reach the kubelet API")
+    if isinstance(authz, dict) and authz.get("mode") == "AlwaysAllow":
+        problems.append("authorization.mode: AlwaysAllow lets any client exec into pods; keep Webhook")
+    if overrides.get("readOnlyPort") not in (None, 0):
+        problems.append("readOnlyPort must stay 0 (an unauthenticated port)")
+    if overrides.get("cgroupDriver") not in (None, "systemd"):
+        problems.append("cgroupDriver must be systemd (containerd is configured with SystemdCgroup)")
+    return problems
+
+
+class Node(NodeSettings):
+    name: str
+    address: IPAddress
+    pod_cidr: Cidr | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        problem = k8s_names.dns1123_subdomain_error(value)
+        if problem:
+            raise invalid(value, f"is not a valid Kubernetes node name: {problem}")
+        return value
+
+    @property
+    def ssh_host(self) -> str:
+        return self.ssh.host or str(self.address)
+
+
+class StackConfig(NamedTuple):
+    cluster: Cluster
+    nodes: tuple[Node, ...]
+    ca_key_pem: str | None  # plaintext or SecretPlaceholder; the program wraps it as a secret
+    ssh_private_key: str | None
