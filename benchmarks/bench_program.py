@@ -36,7 +36,7 @@ def child(nodes: int) -> None:
 
     raw = config_for(nodes)
     start = time.perf_counter()
-    run = run_program(raw)
+    run = run_program(raw, record=False)
     seconds = time.perf_counter() - start
     assert run.error is None, run.error
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

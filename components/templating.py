@@ -51,6 +51,7 @@ def environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         undefined=jinja2.StrictUndefined,  # a missing value is a bug, never an empty string
         keep_trailing_newline=True,
+        auto_reload=False,  # templates do not change during a run; skip the per-render stat()
         autoescape=False,
         # Shell uses `{#` (${#array[@]}); Jinja comments are not used in our templates.
         comment_start_string="<%#",

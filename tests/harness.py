@@ -177,13 +177,16 @@ def _unwrap(value: Any) -> Any:
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: WorkerMocks, run: Run):
+    def __init__(self, mocks: WorkerMocks, run: Run, record: bool = True):
         super().__init__(mocks)
         self.run = run
+        self.record = record  # False: count only (benchmarks measure the program, not this bookkeeping)
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
+        if request.type != "pulumi:pulumi:Stack" and not self.record:
+            self.run.resources.append(Registration(request.type, request.name, {}, {}, set(), request.parent))
+        elif request.type != "pulumi:pulumi:Stack":
             raw = json_format.MessageToDict(request.object)
             state = self.resources[response.urn].state
             self.run.resources.append(
@@ -202,7 +205,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
-        self.run.component_outputs[request.urn] = _unwrap(json_format.MessageToDict(request.outputs))
+        if self.record:
+            self.run.component_outputs[request.urn] = _unwrap(json_format.MessageToDict(request.outputs))
         return super().RegisterResourceOutputs(request)
 
 
@@ -211,14 +215,14 @@ def config_values(raw: dict[str, Any]) -> dict[str, str]:
     return {f"k8s-workers:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 
 
-def run_program(raw_config: dict[str, Any], preview: bool = False) -> Run:
+def run_program(raw_config: dict[str, Any], preview: bool = False, record: bool = True) -> Run:
     run = Run()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     settings.reset_options()
     mocks = WorkerMocks()
     pulumi.runtime.set_mocks(
-        mocks, project="k8s-workers", stack="test", preview=preview, monitor=RecordingMonitor(mocks, run)
+        mocks, project="k8s-workers", stack="test", preview=preview, monitor=RecordingMonitor(mocks, run, record)
     )
     pulumi.runtime.set_all_config(config_values(raw_config))
 
