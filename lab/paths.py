@@ -1,0 +1,16 @@
+"""Where the lab keeps things: outside the repo, so clones stay clean and caches survive."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CACHE = Path(os.environ.get("K8SW_LAB_CACHE", "/var/cache/k8s-workers/lab"))
+ROOTS = CACHE / "roots"  # debootstrap results, one per recipe
+HOSTS = CACHE / "hosts"  # one copy per running host
+MIRROR = CACHE / "mirror"  # what the artifact server serves
+STATE = CACHE / "state.json"
+LAB_KEY = CACHE / "id_ed25519"  # the lab's SSH key (root login on lab hosts)
+LAB_CA_CERT = CACHE / "ca.crt"
+LAB_CA_KEY = CACHE / "ca.key"
+KNOWN_HOSTS = CACHE / "known_hosts"
