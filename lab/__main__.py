@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 
 from lab import hosts as lab_hosts
 from lab import mirror, rootfs, stack
 from lab.hosts import LabHost
-from lab.state import LabState, load, orphan_pids
+from lab.state import LabState, load, orphan_inits, orphans
 
 
 def _desired(nodes: int, bare: int) -> list[tuple[str, str, str]]:
     wanted = [(f"lab-{i + 1}", lab_hosts.address_for(i), "systemd") for i in range(nodes)]
     wanted += [(f"lab-bare-{j + 1}", lab_hosts.address_for(nodes + j), "sshd") for j in range(bare)]
     return wanted
+
+
+def _stop_orphans(known: set[int]) -> None:
+    """What a killed run left behind, found by its root under the lab's host copies."""
+    for orphan in orphans(known):
+        print(f"lab: stopping orphaned systemd-nspawn {orphan.pid} on {orphan.root}", flush=True)
+        lab_hosts.power_off(orphan)
+    for pid in orphan_inits():  # a container whose nspawn was killed: end its whole namespace
+        print(f"lab: stopping orphaned container init {pid}", flush=True)
+        os.kill(pid, signal.SIGKILL)
 
 
 def up(nodes: int, bare: int = 0) -> LabState:
@@ -33,9 +45,7 @@ def up(nodes: int, bare: int = 0) -> LabState:
         state.save()
 
     known = {h.pid for h in state.hosts if h.pid is not None}
-    for pid in orphan_pids(known):  # left by a killed `up`: ours by their root path
-        print(f"lab: stopping orphaned systemd-nspawn {pid}", flush=True)
-        lab_hosts.power_off(LabHost("orphan", "", str(lab_hosts.HOSTS), pid, ""))
+    _stop_orphans(known)
 
     wanted = _desired(nodes, bare)
     keep: list[LabHost] = []
@@ -77,8 +87,7 @@ def down() -> None:
     for host in state.hosts:
         lab_hosts.power_off(host)
         lab_hosts.remove(host)
-    for pid in orphan_pids(set()):
-        lab_hosts.power_off(LabHost("orphan", "", str(lab_hosts.HOSTS), pid, ""))
+    _stop_orphans(set())
     mirror.stop(state.mirror_pid)
     LabState().save()
     stack.STACK_FILE.unlink(missing_ok=True)

@@ -99,6 +99,17 @@ def is_ours(host: LabHost) -> bool:
     return bool(cmdline) and cmdline[0].endswith(b"systemd-nspawn") and host.root.encode() in cmdline
 
 
+def _alive(pid: int | None) -> bool:
+    """Running (not exited, not a zombie waiting to be reaped)."""
+    if pid is None:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def write_known_hosts(hosts: list[LabHost]) -> None:
     KNOWN_HOSTS.write_text("".join(f"{h.address} {h.host_key}\n" for h in hosts))
 
@@ -119,7 +130,8 @@ def reachable(host: LabHost) -> bool:
 def wait_until_up(host: LabHost) -> None:
     deadline = time.monotonic() + BOOT_TIMEOUT
     while time.monotonic() < deadline:
-        if not is_ours(host):
+        # Just after start /proc/PID/cmdline can read empty: only an exited process is a failure.
+        if not _alive(host.pid):
             raise RuntimeError(f"{host.name}: systemd-nspawn exited; see {HOSTS / (host.name + '.console.log')}")
         if reachable(host):
             if host.init != "systemd":
@@ -137,21 +149,43 @@ def wait_until_up(host: LabHost) -> None:
 def _wait_gone(host: LabHost, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not is_ours(host):
+        if not _alive(host.pid):
             return True
         time.sleep(0.2)
-    return not is_ours(host)
+    return not _alive(host.pid)
+
+
+def container_init(nspawn_pid: int) -> int | None:
+    """The container's PID 1 (systemd), as a host PID: nspawn's child."""
+    try:
+        children = Path(f"/proc/{nspawn_pid}/task/{nspawn_pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def power_off(host: LabHost) -> None:
-    """`systemctl poweroff` inside; SIGTERM, then SIGKILL, to our recorded PID only if it hangs."""
+    """`systemctl poweroff` inside; if that hangs, nspawn's own halt (SIGTERM), then its immediate
+    termination (a second SIGTERM); last, SIGKILL to the container's init and to nspawn. Never
+    SIGKILL nspawn alone: its container would live on, holding the host's address."""
     if is_ours(host):
-        inside = "systemctl poweroff" if host.init == "systemd" else "kill 1"
-        subprocess.run(ssh_command(host, inside), capture_output=True, timeout=30, check=False)
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        if host.address:
+            inside = "systemctl poweroff" if host.init == "systemd" else "kill 1"
+            subprocess.run(ssh_command(host, inside), capture_output=True, timeout=30, check=False)
+        steps: list[tuple[signal.Signals | None, float]] = [
+            (None, POWEROFF_TIMEOUT if host.address else 0),
+            (signal.SIGTERM, 15),
+            (signal.SIGTERM, 10),
+            (signal.SIGKILL, 10),
+        ]
+        for sig, wait in steps:
+            if sig is signal.SIGKILL:
+                init = container_init(host.pid)  # type: ignore[arg-type]
+                if init is not None:
+                    os.kill(init, signal.SIGKILL)
             if sig is not None and is_ours(host):
                 os.kill(host.pid, sig)  # type: ignore[arg-type]
-            if _wait_gone(host, POWEROFF_TIMEOUT if sig is None else 10):
+            if _wait_gone(host, wait):
                 break
     host.pid = None
 

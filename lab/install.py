@@ -39,6 +39,8 @@ def install_jobs(config: StackConfig, hosts: Iterable[LabHost]) -> list[NodeJob]
     by_name = {h.name: h for h in hosts}
     jobs = []
     for node in config.nodes:
+        if node.name not in by_name:
+            continue  # a subset of hosts: only their nodes
         secrets = lab_secrets(node.name)
         plan = plan_node(config.cluster, node, secrets)
         versions = {

@@ -16,7 +16,7 @@ MIRROR_URL = "http://deb.debian.org/debian"
 # systemd as PID 1, sshd, and what the install script and kube-proxy need on a host.
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "curl", "ca-certificates",
-    "kmod", "procps", "conntrack", "iptables",
+    "kmod", "procps", "conntrack", "iptables", "nftables", "ipset",
 )  # fmt: skip
 RECIPE_VERSION = 1  # bump when the customisation below changes
 

@@ -28,6 +28,31 @@ class LabState:
         return found
 
 
+def orphan_inits() -> list[int]:
+    """Container inits whose systemd-nspawn is gone (killed): PID 1 of a namespace rooted in a lab copy."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            root = os.readlink(entry / "root")
+            status = (entry / "status").read_text()
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            parent = int(fields["PPid"])
+            nspid = fields["NSpid"].split()
+        except (OSError, KeyError, ValueError):
+            continue
+        if not root.startswith(str(HOSTS) + "/") or nspid[-1] != "1" or len(nspid) < 2:
+            continue
+        try:
+            parent_cmd = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            parent_cmd = b""
+        if not parent_cmd.endswith(b"systemd-nspawn"):
+            pids.append(int(entry.name))
+    return pids
+
+
 def load() -> LabState:
     if not STATE.exists():
         return LabState()
@@ -35,9 +60,9 @@ def load() -> LabState:
     return LabState([LabHost(**h) for h in data.get("hosts", [])], data.get("mirror_pid"))
 
 
-def orphan_pids(known: set[int]) -> list[int]:
+def orphans(known: set[int]) -> list[LabHost]:
     """systemd-nspawn processes on lab roots that no state file knows (a run killed mid-`up`)."""
-    pids = []
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) in known or int(entry.name) == os.getpid():
             continue
@@ -45,6 +70,7 @@ def orphan_pids(known: set[int]) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if cmdline and cmdline[0].endswith(b"systemd-nspawn") and any(str(HOSTS).encode() in a for a in cmdline):
-            pids.append(int(entry.name))
-    return pids
+        roots = [a.decode() for a in cmdline if a.startswith(str(HOSTS).encode() + b"/")]
+        if cmdline and cmdline[0].endswith(b"systemd-nspawn") and roots:
+            found.append(LabHost("orphan", "", roots[0], int(entry.name), ""))
+    return found

@@ -33,7 +33,7 @@ args=()
 for a in "$@"; do case "$a" in --*) ;; *) args+=("$a") ;; esac; done
 verb=${args[0]:-}; unit=${args[1]:-}
 case "$verb" in
-  daemon-reload) ;;
+  daemon-reload | reset-failed) ;;
   is-enabled) [ -e "$state/enabled/$unit" ] && { echo enabled; exit 0; }; echo disabled; exit 1 ;;
   is-active) [ -e "$state/running/$unit" ] && { echo active; exit 0; }; echo inactive; exit 3 ;;
   enable) : > "$state/enabled/$unit" ;;
