@@ -49,7 +49,11 @@ def main() -> None:
     lab_up = time.perf_counter() - started
     hosts = [h for h in state.hosts if h.init == "systemd"]
     config = load_config(stack.lab_config(state.hosts, mirror.publish()))
-    rows: dict[str, list[float]] = {"install 1 host": [], "install 5 hosts in parallel": [], "no-op re-run, 5 hosts": []}
+    rows: dict[str, list[float]] = {
+        "install 1 host": [],
+        "install 5 hosts in parallel": [],
+        "no-op re-run, 5 hosts": [],
+    }
     noop_sessions: list[int] = []
     noop_writes: list[int] = []
     for _ in range(args.repeat):
