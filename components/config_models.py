@@ -209,9 +209,6 @@ class Taint(_Model):
     value: Annotated[str, kubernetes_rule(k8s_names.label_value_error, "taint value")] = ""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
-    def flag(self) -> str:
-        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
-
 
 # Flags the kubelet no longer accepts (NOTES.md), and flags this program sets itself.
 _REMOVED_KUBELET_FLAGS = {
@@ -231,7 +228,7 @@ _OWNED_KUBELET_FLAGS = (
     "--cert-dir",
     "--node-ip",
     "--node-labels",
-    "--register-with-taints",
+    "--register-with-taints",  # deprecated: taints go to registerWithTaints in the config
     "--hostname-override",
 )
 

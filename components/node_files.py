@@ -69,6 +69,7 @@ def kubelet_configuration(cluster: Cluster, node: Node) -> dict[str, Any]:
             eviction_hard=node.eviction_hard,
             system_reserved=node.system_reserved,
             kube_reserved=node.kube_reserved,
+            taints=node.taints,
         )
     )
     return deep_merge(base, node.kubelet)
@@ -80,8 +81,6 @@ def kubelet_node_args(node: Node) -> list[str]:
         args.append(f"--hostname-override={node.name}")
     if node.labels:
         args.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(node.labels.items())))
-    if node.taints:
-        args.append("--register-with-taints=" + ",".join(t.flag() for t in node.taints))
     return args
 
 

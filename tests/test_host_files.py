@@ -88,7 +88,10 @@ def test_kubelet_flags(test_ca):
     flags = _files(_config(test_ca), 1)[PATHS.kubelet_flags]
     assert "--node-ip=192.0.2.12" in flags
     assert "--node-labels=node.kubernetes.io/pool=general" in flags
-    assert "--register-with-taints=dedicated=batch:NoSchedule" in flags
+    assert "--register-with-taints" not in flags  # deprecated flag: the config carries taints
+    doc = yaml.safe_load(_files(_config(test_ca), 1)[PATHS.kubelet_config])
+    assert doc["registerWithTaints"] == [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]
+    assert "registerWithTaints" not in yaml.safe_load(_files(_config(test_ca), 0)[PATHS.kubelet_config])
     assert f"--cert-dir={PATHS.kubelet_pki}" in flags
     assert "--hostname-override" not in flags
     dropin = _files(_config(test_ca))[PATHS.kubelet_dropin]
