@@ -32,7 +32,15 @@ class NodePlan:
     preinstalled: tuple[str, ...]  # binaries that must already be there
     services: tuple[str, ...]  # start order
     modules: tuple[str, ...]
-    kubelet_state: tuple[str, ...]  # what the kubelet and CNI write for themselves; wiped on removal
+    kubelet_state: tuple[str, ...]  # what the kubelet, runtime and CNI write for themselves; wiped on removal
+    resolv_conf: str  # checked for systemd-resolved's stub before any change
+
+    @property
+    def file_dirs(self) -> tuple[str, ...]:
+        """Every folder a file or binary of ours lands in (temp files of a killed run live there)."""
+        dirs = {f.path.rsplit("/", 1)[0] for f in self.files}
+        dirs |= {a.dest_dir for a in self.artifacts} | {d for d, _ in self.dirs} | {"/etc"}
+        return tuple(sorted(dirs))
 
 
 # Tarball layouts of the upstream release archives.
@@ -74,8 +82,9 @@ def preinstalled_for(cluster: Cluster) -> tuple[str, ...]:
 
 def tools_for(cluster: Cluster) -> tuple[str, ...]:
     tools = [
-        "bash", "awk", "base64", "chmod", "chown", "cmp", "cut", "ln", "mkdir", "mktemp", "mv",
-        "readlink", "rm", "sha256sum", "stat", "systemctl", "uname", "conntrack",
+        "bash", "awk", "base64", "basename", "cat", "chmod", "chown", "cmp", "cp", "cut", "dirname",
+        "flock", "grep", "ln", "mkdir", "mktemp", "mv", "readlink", "rm", "sed", "sha256sum", "stat",
+        "systemctl", "tr", "uname", "conntrack",
     ]  # fmt: skip
     tools.append({"iptables": "iptables", "nftables": "nft", "ipvs": "ipset"}[cluster.kube_proxy.mode])
     if cluster.kube_proxy.mode == "ipvs":
@@ -107,8 +116,10 @@ def dirs_for(cluster: Cluster) -> tuple[tuple[str, str], ...]:
 
 def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets) -> NodePlan:
     services = ("kubelet", "kube-proxy")
+    kubelet_state = (PATHS.kubelet_kubeconfig, "/var/lib/kubelet", "/var/lib/kube-proxy", "/var/lib/cni")
     if cluster.container_runtime.type == "containerd":
         services = ("containerd", *services)
+        kubelet_state += ("/var/lib/containerd", "/run/containerd")
     return NodePlan(
         node=node.name,
         arch=node.arch,
@@ -120,7 +131,8 @@ def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets) -> NodePlan:
         preinstalled=preinstalled_for(cluster),
         services=services,
         modules=kernel_modules(cluster),
-        kubelet_state=(PATHS.kubelet_kubeconfig, "/var/lib/kubelet", "/var/lib/kube-proxy", "/var/lib/cni"),
+        kubelet_state=kubelet_state,
+        resolv_conf=node.resolv_conf,
     )
 
 

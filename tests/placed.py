@@ -8,7 +8,7 @@ import shlex
 
 def placed_files(script: str) -> dict[str, tuple[str, str]]:
     files = {}
-    for line in script.splitlines():
+    for line in map(str.strip, script.splitlines()):
         if line.startswith("put_file "):
             _, path, mode, _restarts, content = shlex.split(line)
             files[path] = (mode, base64.b64decode(content).decode())
