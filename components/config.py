@@ -38,7 +38,7 @@ from components.config_models import (
     Taint,
     _Model,
 )
-from components.config_types import SecretPlaceholder, parse_cidr, parse_ip
+from components.config_types import SecretPlaceholder, describe, parse_cidr, parse_ip
 
 __all__ = ["Cluster", "ConfigError", "ConfigIssue", "Node", "SecretPlaceholder", "StackConfig", "load_config"]
 
@@ -131,11 +131,11 @@ def _pydantic_issues(error: ValidationError, prefix: tuple[str | int, ...]) -> l
             message = "unknown key" + (f" (did you mean {near[0]!r}?)" if near else "")
         elif kind in ("greater_than_equal", "less_than_equal"):
             bound = err["ctx"].get("ge", err["ctx"].get("le"))
-            message = f"{value!r} must be {'at least' if 'ge' in err['ctx'] else 'at most'} {bound}"
+            message = f"{describe(value)} must be {'at least' if 'ge' in err['ctx'] else 'at most'} {bound}"
         elif kind in ("literal_error", "enum"):
-            message = f"{value!r} is not one of {err['ctx']['expected']}"
+            message = f"{describe(value)} is not one of {err['ctx']['expected']}"
         else:
-            message = f"{value!r}: {err['msg']}" if not isinstance(value, dict | list) else err["msg"]
+            message = f"{describe(value)}: {err['msg']}" if not isinstance(value, dict | list) else err["msg"]
         issues.append(ConfigIssue(format_path(loc), message))
     return issues
 
@@ -306,9 +306,19 @@ def required_artifacts(cluster: Cluster) -> tuple[str, ...]:
 
 
 def _artifact_issues(cluster: Cluster, nodes: list[Node]) -> list[ConfigIssue]:
-    if cluster.binaries.source != "download":
-        return []
     issues = []
+    version = cluster.containerd_version
+    runtime = cluster.container_runtime
+    if runtime.type == "containerd" and version is not None and version[0] != runtime.containerd_major:
+        issues.append(
+            ConfigIssue(
+                "cluster.containerRuntime.containerdMajor",
+                f"is {runtime.containerd_major} but the containerd artifact is version "
+                f"{version[0]}.{version[1]} (its config format differs)",
+            )
+        )
+    if cluster.binaries.source != "download":
+        return issues
     arches = sorted({n.arch for n in nodes})
     base = "cluster.binaries.artifacts"
     for name in required_artifacts(cluster):
@@ -327,6 +337,16 @@ def _artifact_issues(cluster: Cluster, nodes: list[Node]) -> list[ConfigIssue]:
 
 def _node_issues(cluster: Cluster | None, nodes: list[tuple[int, Node]]) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
+    for index, node in nodes:
+        if node.ssh.host_key is None and not node.ssh.insecure_ignore_host_key:
+            issues.append(
+                ConfigIssue(
+                    f"nodes[{index}].ssh.hostKey",
+                    f"is required: without it whoever answers on {node.ssh_host}:{node.ssh.port} receives the "
+                    "node's bootstrap token and kube-proxy key (ssh-keyscan it, or set "
+                    "ssh.insecureIgnoreHostKey: true to accept that risk)",
+                )
+            )
     if cluster is None:
         return issues
     with_cidr = [(i, n) for i, n in nodes if n.pod_cidr is not None]

@@ -29,6 +29,7 @@ from components.config_types import (
     kubernetes_rule,
     matching,
     pem_certificate,
+    readable_file,
 )
 from components.kubelet_fields import KUBELET_CONFIGURATION_FIELDS
 
@@ -74,12 +75,20 @@ class ContainerRuntime(_Model):
         "unix:///run/containerd/containerd.sock"
     )
     containerd_major: Literal[1, 2] = 2
-    sandbox_image: str = "registry.k8s.io/pause:3.10"
+    sandbox_image: Annotated[
+        str,
+        matching(
+            r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?(@sha256:[0-9a-f]{64})?",
+            "is not an image reference (e.g. registry.k8s.io/pause:3.10)",
+        ),
+    ] = "registry.k8s.io/pause:3.10"
 
 
 class Cni(_Model):
     mode: Literal["calico", "bridge", "none"] = "calico"
-    bridge_name: str = "cni0"
+    bridge_name: Annotated[
+        str, matching(r"[A-Za-z0-9_.-]{1,15}", "is not a Linux interface name (at most 15 characters)")
+    ] = "cni0"
 
 
 class KubeProxy(_Model):
@@ -139,10 +148,7 @@ class Cluster(_Model):
     @field_validator("ca_cert_file", "ca_key_file")
     @classmethod
     def _readable(cls, value: str) -> str:
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise invalid(value, "is not a readable file")
-        return str(path)
+        return readable_file(value)
 
     @field_validator("ca_cert_file")
     @classmethod
@@ -182,6 +188,13 @@ class Cluster(_Model):
     def minor(self) -> int:
         return int(self.kubernetes_version.split(".")[1])
 
+    @property
+    def containerd_version(self) -> tuple[int, int] | None:
+        """(major, minor) of the containerd artifact, when its version says."""
+        spec = self.binaries.artifacts.get("containerd")
+        match = re.match(r"v?([0-9]+)\.([0-9]+)", spec.version or "") if spec else None
+        return (int(match.group(1)), int(match.group(2))) if match else None
+
 
 # ------------------------------------------------------------------ nodes
 
@@ -192,16 +205,15 @@ class Ssh(_Model):
     port: int = Field(22, ge=1, le=65535)
     private_key_file: str | None = None
     host_key: HostKey | None = None
+    # Without a host key anyone answering on the address gets the node's token and keys.
+    insecure_ignore_host_key: bool = False
     dial_error_limit: int = Field(3, ge=1, le=100)
     per_dial_timeout: int = Field(10, ge=1, le=300)
 
     @field_validator("private_key_file")
     @classmethod
     def _key_file(cls, value: str) -> str:
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise invalid(value, "is not a readable file")
-        return str(path)
+        return readable_file(value)
 
 
 class Taint(_Model):

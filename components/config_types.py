@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from cryptography import x509
@@ -19,8 +20,27 @@ class SecretPlaceholder(str):
     """A `secure:` value that could not be decrypted (render and tests run without the passphrase)."""
 
 
+def describe(value: Any) -> str:
+    """A value as error messages show it; key material is never echoed (messages reach CI logs)."""
+    if isinstance(value, str) and ("PRIVATE KEY" in value or len(value) > 300):
+        return "<a long or secret value, not shown>"
+    return repr(value)
+
+
 def invalid(value: Any, problem: str) -> ValueError:
-    return ValueError(f"{value!r} {problem}")
+    return ValueError(f"{describe(value)} {problem}")
+
+
+def readable_file(value: str) -> str:
+    """An existing file; '~' expanded. A path too long to exist is reported, not raised."""
+    path = Path(value).expanduser()
+    try:
+        exists = path.is_file()
+    except OSError:
+        exists = False
+    if not exists:
+        raise invalid(value, "is not a readable file")
+    return str(path)
 
 
 def parse_ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -161,6 +161,8 @@ def node_files(cluster: Cluster, node: Node, secrets: NodeSecrets) -> tuple[Host
                 "containerd",
                 major=cluster.container_runtime.containerd_major,
                 sandbox_image=cluster.container_runtime.sandbox_image,
+                # containerd 2.0 reads `bin_dir`; 2.1 and later `bin_dirs`.
+                cni_bin_dirs=(cluster.containerd_version or (2, 1)) >= (2, 1),
             ),
             file(PATHS.containerd_unit, "0600", "containerd/containerd.service.j2", "containerd"),
         ]
@@ -178,7 +180,8 @@ def node_files(cluster: Cluster, node: Node, secrets: NodeSecrets) -> tuple[Host
             )
         )
     files += [
-        file(PATHS.sysctl, "0644", "host/sysctl.conf.j2", None),
+        # IPv6 forwarding makes hosts ignore router advertisements: only where pods need it.
+        file(PATHS.sysctl, "0644", "host/sysctl.conf.j2", None, ipv6=cluster.pod_cidr.version == 6),
         file(PATHS.modules_load, "0644", "host/modules.conf.j2", None, modules=kernel_modules(cluster)),
     ]
     return tuple(files)

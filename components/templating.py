@@ -60,6 +60,7 @@ def environment() -> jinja2.Environment:
     env.filters["b64"] = b64
     env.filters["to_yaml"] = to_yaml
     env.filters["shquote"] = shell_quote
+    env.filters["quoted"] = json.dumps  # a string YAML reads back as a string ("yes", "123" included)
     return env
 
 

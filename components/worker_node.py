@@ -123,7 +123,7 @@ class WorkerNode(pulumi.ComponentResource):
                 port=node.ssh.port,
                 user=node.ssh.user,
                 private_key=credentials.ssh_private_key,
-                host_key=node.ssh.host_key,
+                host_key=None if node.ssh.insecure_ignore_host_key else node.ssh.host_key,
                 dial_error_limit=node.ssh.dial_error_limit,
                 per_dial_timeout=node.ssh.per_dial_timeout,
             ),

@@ -3,18 +3,27 @@ in parallel, a failure on one host never stopping the others."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.config import StackConfig
 from components.host_paths import PATHS
-from components.install_plan import NodePlan, plan_node
+from components.install_plan import NodePlan, plan_node, sha256_text
 from components.node_files import NodeSecrets
 from components.scripts import install_command, install_script, removal_command
 from lab import remote
 from lab.hosts import LabHost
+from lab.paths import CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY
+from lab.stack import write_private
 
 
 @dataclass(frozen=True)
@@ -26,13 +35,41 @@ class NodeJob:
 
 
 def lab_secrets(node: str) -> NodeSecrets:
-    """Deterministic stand-ins for the token and kube-proxy credentials of a lab node."""
+    """A node's token and a real kube-proxy certificate signed by the lab CA (what the program's
+    tls resources make), kept in the lab cache so re-runs place the same bytes."""
     digest = hashlib.sha256(node.encode()).hexdigest()
+    cert_path, key_path = CREDENTIALS / f"{node}-kube-proxy.crt", CREDENTIALS / f"{node}-kube-proxy.key"
+    if not (cert_path.exists() and key_path.exists()):
+        _sign_kube_proxy(cert_path, key_path)
     return NodeSecrets(
         bootstrap_token=f"{digest[:6]}.{digest[6:22]}",
-        kube_proxy_cert_pem=f"<lab kube-proxy certificate for {node}>\n",
-        kube_proxy_key_pem=f"<lab kube-proxy key for {node}>\n",
+        kube_proxy_cert_pem=cert_path.read_text(),
+        kube_proxy_key_pem=key_path.read_text(),
     )
+
+
+def _sign_kube_proxy(cert_path: Path, key_path: Path) -> None:
+    ca_key = serialization.load_pem_private_key(LAB_CA_KEY.read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate(LAB_CA_CERT.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    usage = {k: False for k in ("content_commitment", "data_encipherment", "key_agreement", "key_cert_sign",
+                                "crl_sign", "encipher_only", "decipher_only")}  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "system:kube-proxy")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, **usage), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    fmt = serialization.PrivateFormat.TraditionalOpenSSL
+    write_private(key_path, key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def install_jobs(config: StackConfig, hosts: Iterable[LabHost]) -> list[NodeJob]:
@@ -45,7 +82,7 @@ def install_jobs(config: StackConfig, hosts: Iterable[LabHost]) -> list[NodeJob]
         plan = plan_node(config.cluster, node, secrets)
         versions = {
             PATHS.bootstrap_kubeconfig: f"token-id:{secrets.bootstrap_token[:6]}",
-            PATHS.kube_proxy_kubeconfig: "cert-sha256:lab",
+            PATHS.kube_proxy_kubeconfig: f"cert-sha256:{sha256_text(secrets.kube_proxy_cert_pem)}",
         }
         jobs.append(
             NodeJob(by_name[node.name], plan, install_command(plan, node.ssh.user, versions), install_script(plan))

@@ -14,3 +14,4 @@ LAB_KEY = CACHE / "id_ed25519"  # the lab's SSH key (root login on lab hosts)
 LAB_CA_CERT = CACHE / "ca.crt"
 LAB_CA_KEY = CACHE / "ca.key"
 KNOWN_HOSTS = CACHE / "known_hosts"
+CREDENTIALS = CACHE / "credentials"  # lab stand-ins for what the program's tls resources make

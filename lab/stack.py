@@ -6,6 +6,8 @@ The CA is made when the lab first starts and lives in the lab cache, never in th
 from __future__ import annotations
 
 import datetime
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +19,26 @@ from cryptography.x509.oid import NameOID
 
 from lab import mirror
 from lab.hosts import LabHost
-from lab.paths import LAB_CA_CERT, LAB_CA_KEY, LAB_KEY
+from lab.paths import CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY, LAB_KEY
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACK_FILE = PROJECT_DIR / "Pulumi.lab.yaml"
 KUBERNETES_VERSION = "1.33.5"
+PLACEHOLDER_VERSIONS = {"containerd": "2.1.5", "runc": "1.3.4", "cni-plugins": "1.7.1"}
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """A key file that is 0600 from its first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
 
 
 def ensure_ca() -> None:
     if LAB_CA_CERT.exists() and LAB_CA_KEY.exists():
         return
+    shutil.rmtree(CREDENTIALS, ignore_errors=True)  # signed by a CA that is gone
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8s-workers-lab-ca")])
     now = datetime.datetime.now(datetime.UTC)
@@ -41,10 +53,10 @@ def ensure_ca() -> None:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    LAB_CA_KEY.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    write_private(
+        LAB_CA_KEY,
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
-    LAB_CA_KEY.chmod(0o600)
     LAB_CA_CERT.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -57,8 +69,8 @@ def lab_config(
     for name in mirror.ARTIFACTS:
         generation = generations.get(name, 1)
         artifacts[name] = {"url": mirror.url(name, generation), "sha256": {"amd64": sums[name][generation]}}
-        if name != "kubelet" and name != "kube-proxy":
-            artifacts[name]["version"] = "0.0.0-lab-placeholder"
+        if name in PLACEHOLDER_VERSIONS:  # the versions the placeholders stand in for
+            artifacts[name]["version"] = PLACEHOLDER_VERSIONS[name]
     return {
         "cluster": {
             "name": "lab",

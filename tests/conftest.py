@@ -9,9 +9,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.pki import TestCa, make_ca, make_ssh_key
+from tests.pki import TestCa, make_ca, make_host_key, make_ssh_key
 
 FAKE_SHA = {"amd64": "0" * 63 + "1", "arm64": "0" * 63 + "2"}
+HOST_KEYS = (make_host_key(), make_host_key())
 
 
 @pytest.fixture(scope="session")
@@ -55,11 +56,12 @@ def base_config(ca: TestCa, ssh_key: str | None = None, **cluster_overrides: Any
             "labels": {"node.kubernetes.io/pool": "general"},
         },
         "nodes": [
-            {"name": "worker-1", "address": "192.0.2.11", "podCidr": "10.244.1.0/24"},
+            {"name": "worker-1", "address": "192.0.2.11", "podCidr": "10.244.1.0/24", "ssh": {"hostKey": HOST_KEYS[0]}},
             {
                 "name": "worker-2.example.org",
                 "address": "192.0.2.12",
                 "podCidr": "10.244.2.0/24",
+                "ssh": {"hostKey": HOST_KEYS[1]},
                 "taints": [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}],
                 "kubelet": {"maxPods": 50},
             },

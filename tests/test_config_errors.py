@@ -127,6 +127,10 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ("renewal-after-validity", _set("cluster.kubeProxyCertificate", {"validityHours": 100, "earlyRenewalHours": 200}), "cluster.kubeProxyCertificate.earlyRenewalHours", "less than validityHours"),
     ("nodes-not-list", _set("nodes", {"worker-1": {}}), "nodes", "must be a list"),
     ("quantity", _set("defaults.systemReserved", {"memory": "lots"}), 'defaults.systemReserved.memory', "not a Kubernetes quantity"),
+    ("host-key-missing", lambda r: r["nodes"][1].pop("ssh"), "nodes[1].ssh.hostKey", "is required"),
+    ("containerd-major-mismatch", lambda r: r["cluster"]["binaries"]["artifacts"]["containerd"].update(version="1.7.28"), "cluster.containerRuntime.containerdMajor", "version 1.7"),
+    ("bridge-name-too-long", _set("cluster.cni", {"mode": "bridge", "bridgeName": "a-very-long-bridge-name"}), "cluster.cni.bridgeName", "interface name"),
+    ("sandbox-image-garbage", _set("cluster.containerRuntime", {"sandboxImage": "pause' = evil"}), "cluster.containerRuntime.sandboxImage", "not an image reference"),
     ("eviction-signal", _set("defaults.evictionHard", {"memory.free": "1Gi"}), 'defaults.evictionHard["memory.free"]', "is not one of"),
 ]  # fmt: skip
 
@@ -159,3 +163,13 @@ def test_all_errors_are_reported_at_once(test_ca, ssh_key):
 
 def test_at_least_thirty_cases():
     assert len(CASES) >= 30
+
+
+def test_key_material_is_never_echoed(test_ca, ssh_key):
+    raw = base_config(test_ca, ssh_key)
+    raw["cluster"]["caKeyFile"] = test_ca.key_pem  # pasted where a path belongs
+    raw.pop("caKey")
+    run = run_program(raw)
+    message = str(run.error)
+    assert "cluster.caKeyFile: <a long or secret value, not shown> is not a readable file" in message
+    assert "PRIVATE KEY" not in message and test_ca.key_pem.splitlines()[1] not in message

@@ -147,15 +147,42 @@ def test_units_pass_systemd_analyze_verify(test_ca, tmp_path, runtime):
 
 
 def test_containerd_config(test_ca):
-    for major, version in ((2, 3), (1, 2)):
-        config = _config(
-            test_ca, containerRuntime={"containerdMajor": major, "sandboxImage": "registry.k8s.io/pause:3.10"}
-        )
+    for major, version, artifact in ((2, 3, "2.1.4"), (1, 2, "1.7.28")):
+        runtime = {"containerdMajor": major, "sandboxImage": "registry.k8s.io/pause:3.10"}
+        raw = base_config(test_ca, containerRuntime=runtime)
+        raw["cluster"]["binaries"]["artifacts"]["containerd"]["version"] = artifact
+        config = load_config(raw)
         doc = tomllib.loads(_files(config)[PATHS.containerd_config])
         assert doc["version"] == version
         text = json.dumps(doc)
         assert '"SystemdCgroup": true' in text
         assert "registry.k8s.io/pause:3.10" in text
+    raw = base_config(test_ca)
+    raw["cluster"]["binaries"]["artifacts"]["containerd"]["version"] = "2.0.6"
+    cni = tomllib.loads(_files(load_config(raw))[PATHS.containerd_config])["plugins"]["io.containerd.cri.v1.runtime"][
+        "cni"
+    ]
+    assert cni["bin_dir"] == "/opt/cni/bin" and "bin_dirs" not in cni  # 2.0 reads bin_dir, 2.1+ bin_dirs
+
+
+def test_quoted_names_survive_yaml(test_ca, tmp_path):
+    raw = base_config(test_ca, name="yes")
+    raw["nodes"][0]["name"] = "123"
+    raw["nodes"][0]["hostnameOverride"] = True
+    files = _files(load_config(raw))
+    kubeconfig = yaml.safe_load(files[PATHS.bootstrap_kubeconfig])
+    assert kubeconfig["clusters"][0]["name"] == "yes"
+    assert yaml.safe_load(files[PATHS.kube_proxy_config])["hostnameOverride"] == "123"
+    target = tmp_path / "kubeconfig"
+    target.write_text(files[PATHS.kube_proxy_kubeconfig])
+    result = subprocess.run(
+        ["kubectl", "config", "view", "--kubeconfig", str(target)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_ipv6_forwarding_only_for_ipv6_pods(test_ca):
+    assert "net.ipv6.conf.all.forwarding" not in _files(_config(test_ca))[PATHS.sysctl]
 
 
 def test_external_runtime_has_no_containerd_files(test_ca):

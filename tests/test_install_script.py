@@ -256,3 +256,64 @@ def test_preinstalled_binaries_are_checked(host, test_ca):
     result = host.run(install_script(plan))
     assert result.returncode == 0, result.stderr
     assert result.summary["binaries_changed"] == []
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9, 0.999])
+def test_a_script_cut_short_in_transit_runs_nothing(host, test_ca, server, fraction):
+    script = install_script(_plan(_raw(test_ca, server)))
+    result = host.run(script[: int(len(script) * fraction)])
+    assert "K8S_WORKERS_SUMMARY" not in result.stdout
+    assert list(host.root.iterdir()) == [], "a partial script changed the host"
+    assert host.calls() == []
+
+
+def test_files_that_were_there_before_are_given_back_on_removal(host, test_ca, server):
+    theirs = host.root / "etc/crictl.yaml"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("runtime-endpoint: unix:///run/someone-else.sock\n")
+    plan = _installed(host, _raw(test_ca, server))
+    assert b"containerd.sock" in host.read(PATHS.crictl_config)
+    assert host.run(removal_script(plan)).returncode == 0
+    assert theirs.read_text() == "runtime-endpoint: unix:///run/someone-else.sock\n"
+    assert [p for p in host.root.rglob("*") if not p.is_dir()] == [theirs]
+
+
+def test_what_an_earlier_config_placed_is_pruned(host, test_ca, server):
+    raw = _raw(test_ca, server)
+    _installed(host, raw)
+    assert (host.root / PATHS.bridge_conflist.lstrip("/")).exists()
+    raw["cluster"]["cni"] = {"mode": "calico"}
+    raw["cluster"]["containerRuntime"] = {"type": "external", "endpoint": "unix:///run/cri-dockerd.sock"}
+    for node in raw["nodes"]:
+        node.pop("podCidr")
+    result = host.run(install_script(_plan(raw)))
+    assert result.returncode == 0, result.stderr
+    pruned = set(result.summary["pruned"])
+    assert {PATHS.bridge_conflist, PATHS.containerd_config, PATHS.containerd_unit, "service containerd"} <= pruned
+    assert {"/usr/local/bin/containerd", "/usr/local/bin/runc", "/opt/cni/bin/bridge"} <= pruned
+    for path in (PATHS.bridge_conflist, PATHS.containerd_unit, "/usr/local/bin/containerd", "/opt/cni/bin/bridge"):
+        assert not (host.root / path.lstrip("/")).exists(), path
+    assert "disable --now --quiet containerd" in host.calls()
+    assert host.run(install_script(_plan(raw))).summary["pruned"] == []
+
+
+def test_removal_under_an_old_name_leaves_a_renamed_node_alone(host, test_ca, server):
+    raw = _raw(test_ca, server)
+    old_plan = _installed(host, raw)
+    raw["nodes"][0]["name"] = "worker-1-renamed"
+    _installed(host, raw)
+    before = host.snapshot()
+    result = host.run(removal_script(old_plan))
+    assert result.returncode == 0, result.stderr
+    assert "now belongs to node worker-1-renamed" in result.stdout
+    assert host.snapshot() == before
+
+
+def test_interrupted_run_leftovers_are_cleaned(host, test_ca, server):
+    raw = _raw(test_ca, server)
+    plan = _installed(host, raw)
+    for folder in ("etc/default", "etc/sysctl.d", "usr/local/bin"):
+        (host.root / folder / ".k8s-workers.AbCdEf").write_text("half-written")
+    (host.root / "var/lib/k8s-workers/.archive.XyZ123").mkdir()
+    assert host.run(install_script(plan)).returncode == 0
+    assert not list(host.root.rglob(".k8s-workers.*")) and not list(host.root.rglob(".archive.*"))

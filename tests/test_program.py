@@ -33,9 +33,6 @@ def run(test_ca, ssh_key) -> Run:
     from tests.conftest import base_config
 
     raw = base_config(test_ca, ssh_key)
-    raw["defaults"]["ssh"]["hostKey"] = (
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-    )
     result = run_program(raw)
     assert result.error is None, result.error
     result.raw = raw  # type: ignore[attr-defined]
@@ -167,12 +164,14 @@ def test_no_secret_in_command_lines(run, test_ca, ssh_key):
 
 
 def test_connection_is_bounded_and_pinned(run):
-    for node, address in zip(NODES, ("192.0.2.11", "192.0.2.12"), strict=True):
+    from tests.conftest import HOST_KEYS
+
+    for node, address, host_key in zip(NODES, ("192.0.2.11", "192.0.2.12"), HOST_KEYS, strict=True):
         connection = run.named(f"{node}-install").inputs["connection"]
         assert connection["host"] == address
         assert connection["port"] == 22
         assert connection["user"] == "root"
-        assert connection["hostKey"].startswith("ssh-ed25519 ")
+        assert connection["hostKey"] == host_key
         assert connection["dialErrorLimit"] == 3
         assert connection["perDialTimeout"] == 10
         assert connection["privateKey"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
@@ -273,3 +272,13 @@ def test_removing_a_node_from_config_removes_its_resources(test_ca, ssh_key):
     delete = run_program(base_config(test_ca, ssh_key)).named("worker-2.example.org-install").inputs["delete"]
     assert "systemctl disable --now" in delete
     assert "remove '/var/lib/kubelet/config.yaml'" in delete
+
+
+def test_host_key_check_is_off_only_when_asked(test_ca, ssh_key):
+    from tests.conftest import base_config
+
+    raw = base_config(test_ca, ssh_key)
+    raw["nodes"][0]["ssh"] = {"insecureIgnoreHostKey": True}
+    result = run_program(raw)
+    assert result.error is None, result.error
+    assert "hostKey" not in result.named("worker-1-install").inputs["connection"]

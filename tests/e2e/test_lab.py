@@ -6,6 +6,7 @@ log the arguments they were started with and stay running. Real binaries come la
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import shlex
@@ -13,6 +14,8 @@ import threading
 import time
 
 import pytest
+import yaml
+from cryptography import x509
 
 from components.config import StackConfig
 from components.host_paths import PATHS
@@ -22,7 +25,7 @@ from components.render import render_stack
 from lab import hosts as lab_hosts
 from lab import remote
 from lab.install import NodeJob, install_jobs, lab_secrets, removal_jobs, run_all
-from lab.paths import KNOWN_HOSTS
+from lab.paths import KNOWN_HOSTS, LAB_CA_CERT
 
 SERVICES = ("containerd", "kubelet", "kube-proxy")
 PLACEHOLDER_LOG = "/var/log/k8s-workers-placeholders.log"
@@ -110,6 +113,12 @@ def test_every_file_of_the_file_map_lands_as_rendered(installed, tmp_path):
         with_secrets = {f.path: f.content for f in node_files(config.cluster, node, lab_secrets(node.name))}
         placeholders = {f.path for f in node_files(config.cluster, node, PLACEHOLDER_SECRETS) if f.secret}
         on_host = host_files(job.host, [f.path for f in job.plan.files])
+        # The kube-proxy credential on the host chains to the lab CA, as the program's would.
+        kubeconfig = yaml.safe_load(remote.shell(job.host, f"cat {PATHS.kube_proxy_kubeconfig}"))
+        client = x509.load_pem_x509_certificate(
+            base64.b64decode(kubeconfig["users"][0]["user"]["client-certificate-data"])
+        )
+        client.verify_directly_issued_by(x509.load_pem_x509_certificate(LAB_CA_CERT.read_bytes()))
         for f in job.plan.files:
             assert on_host[f.path] is not None, f"{job.host.name}: {f.path} missing"
             mode, owner, group, _inode, _mtime, digest = on_host[f.path]  # type: ignore[misc]
@@ -287,6 +296,8 @@ def test_removal_leaves_no_file_or_unit_of_ours(installed, lab_config, systemd_h
         for folder in ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/kube-proxy", "/etc/containerd"):
             assert remote.run(job.host, f"test -e {folder}").returncode != 0, folder
         assert SWAP_LINE in remote.shell(job.host, "cat /etc/fstab").splitlines()
+        wants = remote.shell(job.host, "ls /etc/systemd/system/multi-user.target.wants/").split()
+        assert not {f"{service}.service" for service in SERVICES} & set(wants), wants
         assert remote.shell(job.host, "systemctl is-enabled swap.target 2>&1 || true").strip() != "masked"
 
 
@@ -325,6 +336,8 @@ def test_killed_install_leaves_old_or_new_never_partial_and_converges(installed,
         # converged: a full run afterwards leaves exactly B, and nothing further to do
         assert install([job_b])[job_a.host.name].summary["services_restarted"] == []
         assert remote.shell(job_a.host, "ls /var/lib/k8s-workers/pending").strip() == ""
+        leftovers = remote.shell(job_a.host, "find / -xdev -name '.k8s-workers.*' -o -xdev -name '.archive.*'")
+        assert leftovers.strip() == "", leftovers
         install([job_a])  # back to A for the next round
     assert killed >= 1, "no run was interrupted: the kill came too late every time"
 
@@ -420,14 +433,25 @@ def test_lab_is_idempotent(lab):
     assert [(h.name, h.pid) for h in again.hosts] == before
 
 
-def test_scripts_are_the_programs(lab_config, systemd_hosts):
-    """The suite runs what the program's remote.Command would: same command line, same stdin."""
-    from components.scripts import install_command
+def test_the_suite_runs_what_the_program_declares(lab, sums, systemd_hosts, lab_config):
+    """The program, run under mocks on the lab stack, declares the same command line (but for the
+    secrets' versions) and the same non-secret file bytes as the jobs this suite runs."""
+    from lab import stack
+    from tests.harness import run_program
+    from tests.placed import placed_files
 
-    config = lab_config()
-    job = install_jobs(config, systemd_hosts)[0]
-    assert job.command.startswith("/bin/bash -s  # k8s-workers: install node")
-    assert job.command == install_command(job.plan, "root", {
-        PATHS.bootstrap_kubeconfig: f"token-id:{lab_secrets(job.host.name).bootstrap_token[:6]}",
-        PATHS.kube_proxy_kubeconfig: "cert-sha256:lab",
-    })  # fmt: skip
+    run = run_program(stack.lab_config(lab.hosts, sums))
+    assert run.error is None, run.error
+    secret_paths = {PATHS.bootstrap_kubeconfig, PATHS.kube_proxy_kubeconfig}
+    for job in install_jobs(lab_config(), systemd_hosts):
+        declared = run.named(f"{job.host.name}-install").inputs
+
+        def public_lines(command: str) -> list[str]:
+            return [line for line in command.splitlines() if not any(p in line for p in secret_paths)]
+
+        assert public_lines(declared["create"]) == public_lines(job.command)
+        assert declared["delete"] == removal_jobs(lab_config(), [job.host])[0].command
+        program_files, suite_files = placed_files(declared["stdin"]), placed_files(job.stdin)
+        assert set(program_files) == set(suite_files)
+        for path in set(program_files) - secret_paths:
+            assert program_files[path] == suite_files[path], path
