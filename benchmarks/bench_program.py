@@ -22,12 +22,13 @@ sys.path.insert(0, str(PROJECT))
 
 def config_for(nodes: int) -> dict:
     from tests.conftest import base_config
-    from tests.pki import make_ca, make_ssh_key
+    from tests.pki import make_ca, make_host_key, make_ssh_key
 
     raw = base_config(make_ca(), make_ssh_key(), cni={"mode": "calico"})
     raw["cluster"]["binaries"]["artifacts"].pop("cni-plugins")
     first = ipaddress.IPv4Address("198.18.0.1")  # benchmarking range (RFC 2544), never contacted
     raw["nodes"] = [{"name": f"worker-{i:04d}", "address": str(first + i)} for i in range(nodes)]
+    raw["defaults"]["ssh"]["hostKey"] = make_host_key()
     return raw
 
 
