@@ -60,10 +60,14 @@ def cluster_role_bindings(cluster: Cluster) -> list[dict[str, Any]]:
     return bindings
 
 
+def token_expires_at(issued_at_epoch: int, ttl_hours: int) -> int:
+    return issued_at_epoch + ttl_hours * 3600
+
+
 def token_expiration(issued_at_epoch: int, ttl_hours: int) -> str:
     """RFC3339 UTC, the only form the token authenticator parses."""
-    moment = datetime.datetime.fromtimestamp(issued_at_epoch, tz=datetime.UTC)
-    return (moment + datetime.timedelta(hours=ttl_hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = datetime.datetime.fromtimestamp(token_expires_at(issued_at_epoch, ttl_hours), tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def bootstrap_token_metadata(node_name: str, token_id: str) -> dict[str, Any]:

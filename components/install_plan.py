@@ -34,6 +34,9 @@ class NodePlan:
     modules: tuple[str, ...]
     kubelet_state: tuple[str, ...]  # what the kubelet, runtime and CNI write for themselves; wiped on removal
     resolv_conf: str  # checked for systemd-resolved's stub before any change
+    api_server: str  # a bootstrapped kubelet's own kubeconfig is kept pointing here...
+    ca_cert_pem: str  # ...and trusting this CA
+    token_expires_at: int | None  # a node that has not joined yet cannot with an expired token
 
     @property
     def file_dirs(self) -> tuple[str, ...]:
@@ -133,6 +136,9 @@ def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets) -> NodePlan:
         modules=kernel_modules(cluster),
         kubelet_state=kubelet_state,
         resolv_conf=node.resolv_conf,
+        api_server=cluster.api_server,
+        ca_cert_pem=cluster.ca_cert_pem,
+        token_expires_at=secrets.token_expires_at,
     )
 
 

@@ -34,6 +34,7 @@ class NodeSecrets:
     bootstrap_token: str  # "<id>.<secret>"
     kube_proxy_cert_pem: str
     kube_proxy_key_pem: str
+    token_expires_at: int | None = None  # epoch seconds; lets the install refuse an expired token
 
 
 PLACEHOLDER_SECRETS = NodeSecrets(

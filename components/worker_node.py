@@ -19,6 +19,7 @@ from components.cluster_objects import (
     bootstrap_token_data,
     bootstrap_token_metadata,
     token_expiration,
+    token_expires_at,
 )
 from components.config import Cluster, Node
 from components.host_paths import PATHS
@@ -111,10 +112,13 @@ class WorkerNode(pulumi.ComponentResource):
             )
         )
         # What runs: the same plan with the real secrets, on stdin.
+        expires_at = issued_at.stdout.apply(
+            lambda out: token_expires_at(int(out.strip()), cluster.bootstrap_token_ttl_hours)
+        )
         script = pulumi.Output.secret(
-            pulumi.Output.all(token_id, token_secret, kube_proxy_cert.cert_pem, kube_proxy_key.private_key_pem).apply(
-                lambda a: install_script(plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3])))
-            )
+            pulumi.Output.all(
+                token_id, token_secret, kube_proxy_cert.cert_pem, kube_proxy_key.private_key_pem, expires_at
+            ).apply(lambda a: install_script(plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3], a[4]))))
         )
         self.install = remote.Command(
             f"{prefix}-install",

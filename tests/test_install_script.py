@@ -317,3 +317,36 @@ def test_interrupted_run_leftovers_are_cleaned(host, test_ca, server):
     (host.root / "var/lib/k8s-workers/.archive.XyZ123").mkdir()
     assert host.run(install_script(plan)).returncode == 0
     assert not list(host.root.rglob(".k8s-workers.*")) and not list(host.root.rglob(".archive.*"))
+
+
+def test_an_expired_token_is_refused_until_the_node_has_joined(host, test_ca, server):
+    from components.node_files import NodeSecrets
+
+    config = load_config(_raw(test_ca, server))
+    expired = NodeSecrets("abcdef.0123456789abcdef", "cert\n", "key\n", token_expires_at=1_000_000_000)
+    plan = plan_node(config.cluster, config.nodes[0], expired)
+    result = host.run(install_script(plan))
+    assert result.returncode != 0 and "bootstrap token expired" in result.stderr
+    assert list(host.root.iterdir()) == []
+    joined = host.root / PATHS.kubelet_kubeconfig.lstrip("/")
+    joined.parent.mkdir(parents=True)
+    joined.write_text("apiVersion: v1\n")  # it joined already: the token no longer matters
+    assert host.run(install_script(plan)).returncode == 0
+
+
+def test_a_joined_kubelet_follows_a_new_api_server(host, test_ca, server):
+    raw = _raw(test_ca, server)
+    _installed(host, raw)
+    joined = host.root / PATHS.kubelet_kubeconfig.lstrip("/")
+    joined.write_text(
+        "clusters:\n- cluster:\n    certificate-authority-data: b2xk\n    server: https://192.0.2.1:6443\n  name: default-cluster\n"
+    )
+    raw["cluster"]["apiServer"] = "https://192.0.2.2:6443"
+    result = host.run(install_script(_plan(raw)))
+    assert result.returncode == 0, result.stderr
+    assert PATHS.kubelet_kubeconfig in result.summary["files_changed"]
+    assert result.summary["services_restarted"] == ["kubelet", "kube-proxy"]  # both talk to the API server
+    text = joined.read_text()
+    assert "server: https://192.0.2.2:6443" in text and "b2xk" not in text
+    assert oct(joined.stat().st_mode & 0o777) == "0o600"
+    assert host.run(install_script(_plan(raw))).summary["files_changed"] == []
