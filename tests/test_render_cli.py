@@ -81,9 +81,16 @@ def test_secure_values_become_placeholders(tmp_path, test_ca):
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (.ci/run installs it)")
 def test_generated_scripts_pass_shellcheck(tmp_path):
     config = load_config(raw_from_stack_file("dev"), require_secrets=False)
-    for node in config.nodes:
-        plan = plan_node(config.cluster, node, PLACEHOLDER_SECRETS)
-        for name, text in (("install.sh", install_script(plan)), ("remove.sh", removal_script(plan))):
+    from components.node_files import NodeSecrets
+
+    expiring = NodeSecrets("abcdef.0123456789abcdef", "cert\n", "key\n", token_expires_at=1_900_000_000)
+    for node, secrets in [(n, s) for n in config.nodes for s in (PLACEHOLDER_SECRETS, expiring)]:
+        plan = plan_node(config.cluster, node, secrets)
+        suffix = "exp" if secrets.token_expires_at else "plain"
+        for name, text in (
+            (f"install-{suffix}.sh", install_script(plan)),
+            (f"remove-{suffix}.sh", removal_script(plan)),
+        ):
             path = tmp_path / f"{node.name}-{name}"
             path.write_text(text)
             result = subprocess.run(
