@@ -17,6 +17,8 @@ from pathlib import Path
 from lab.paths import HOSTS, KNOWN_HOSTS, LAB_KEY
 
 BOOT_TIMEOUT = 90.0
+# nspawn processes started by this Python process: reaped once they are powered off.
+_children: dict[int, subprocess.Popen] = {}
 POWEROFF_TIMEOUT = 30.0
 
 
@@ -86,6 +88,7 @@ def boot(host: LabHost) -> None:
     )
     console.close()
     host.pid = process.pid
+    _children[process.pid] = process
 
 
 def is_ours(host: LabHost) -> bool:
@@ -187,6 +190,9 @@ def power_off(host: LabHost) -> None:
                 os.kill(host.pid, sig)  # type: ignore[arg-type]
             if _wait_gone(host, wait):
                 break
+    child = _children.pop(host.pid, None) if host.pid is not None else None
+    if child is not None:
+        child.wait(timeout=10)  # reap it: no zombie, no "still running" warning at exit
     host.pid = None
 
 

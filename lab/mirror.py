@@ -97,7 +97,11 @@ def serving() -> bool:
         return False
 
 
+_server: subprocess.Popen | None = None  # started by this Python process: reaped on stop
+
+
 def start() -> int:
+    global _server
     log = open(MIRROR.parent / "mirror.log", "ab")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(PORT), "--bind", "127.0.0.1", "--directory", str(MIRROR)],
@@ -107,6 +111,7 @@ def start() -> int:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if serving():
+            _server = process
             return process.pid
         if process.poll() is not None:
             break
@@ -117,3 +122,5 @@ def start() -> int:
 def stop(pid: int | None) -> None:
     if is_ours(pid):
         os.kill(pid, signal.SIGTERM)  # type: ignore[arg-type]
+        if _server is not None and _server.pid == pid:
+            _server.wait(timeout=10)
