@@ -3,17 +3,11 @@ in parallel, a failure on one host never stopping the others."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.config import StackConfig
 from components.host_paths import PATHS
@@ -23,7 +17,7 @@ from components.scripts import install_command, install_script, removal_command
 from lab import remote
 from lab.hosts import LabHost
 from lab.paths import CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY
-from lab.stack import write_private
+from lab.pki import client_certificate, write_private
 
 
 @dataclass(frozen=True)
@@ -49,27 +43,9 @@ def lab_secrets(node: str) -> NodeSecrets:
 
 
 def _sign_kube_proxy(cert_path: Path, key_path: Path) -> None:
-    ca_key = serialization.load_pem_private_key(LAB_CA_KEY.read_bytes(), password=None)
-    ca_cert = x509.load_pem_x509_certificate(LAB_CA_CERT.read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    usage = {k: False for k in ("content_commitment", "data_encipherment", "key_agreement", "key_cert_sign",
-                                "crl_sign", "encipher_only", "decipher_only")}  # fmt: skip
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "system:kube-proxy")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, **usage), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    fmt = serialization.PrivateFormat.TraditionalOpenSSL
-    write_private(key_path, key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_pem, key_pem = client_certificate(LAB_CA_CERT.read_text(), LAB_CA_KEY.read_text(), "system:kube-proxy", 365)
+    write_private(key_path, key_pem)
+    cert_path.write_text(cert_pem)
 
 
 def install_jobs(config: StackConfig, hosts: Iterable[LabHost]) -> list[NodeJob]:

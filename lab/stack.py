@@ -5,21 +5,16 @@ The CA is made when the lab first starts and lives in the lab cache, never in th
 
 from __future__ import annotations
 
-import datetime
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from lab import mirror
 from lab.hosts import LabHost
 from lab.paths import CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY, LAB_KEY
+from lab.pki import new_ca, write_private
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACK_FILE = PROJECT_DIR / "Pulumi.lab.yaml"
@@ -27,37 +22,13 @@ KUBERNETES_VERSION = "1.33.5"
 PLACEHOLDER_VERSIONS = {"containerd": "2.1.5", "runc": "1.3.4", "cni-plugins": "1.7.1"}
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """A key file that is 0600 from its first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
 def ensure_ca() -> None:
     if LAB_CA_CERT.exists() and LAB_CA_KEY.exists():
         return
     shutil.rmtree(CREDENTIALS, ignore_errors=True)  # signed by a CA that is gone
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8s-workers-lab-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    write_private(
-        LAB_CA_KEY,
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
-    LAB_CA_CERT.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_pem, key_pem = new_ca("k8s-workers-lab-ca", days=365)
+    write_private(LAB_CA_KEY, key_pem)
+    LAB_CA_CERT.write_text(cert_pem)
 
 
 def lab_config(

@@ -239,29 +239,27 @@ def _changed_pids(before: dict[str, str], after: dict[str, str]) -> set[str]:
     return {service for service in SERVICES if before[service] != after[service]}
 
 
-def test_kubelet_setting_change_restarts_only_kubelet(installed, lab_config, systemd_hosts):
+@pytest.mark.parametrize(
+    ("edit", "changed_file", "service"),
+    [
+        (lambda raw: raw["defaults"].update(kubelet={"maxPods": 77}), PATHS.kubelet_config, "kubelet"),
+        (lambda raw: raw["cluster"].update(kubeProxy={"mode": "nftables"}), PATHS.kube_proxy_config, "kube-proxy"),
+    ],
+    ids=["kubelet-setting", "proxy-mode"],
+)
+def test_one_change_rewrites_one_file_and_restarts_one_service(
+    installed, lab_config, systemd_hosts, edit, changed_file, service
+):
     _, jobs = installed
-    changed = lab_config(edit=lambda raw: raw["defaults"].update(kubelet={"maxPods": 77}))
     pids = {j.host.name: main_pids(j.host) for j in jobs}
-    results = install(install_jobs(changed, systemd_hosts))
+    results = install(install_jobs(lab_config(edit=edit), systemd_hosts))
     for job in jobs:
         summary = results[job.host.name].summary
-        assert summary["files_changed"] == [PATHS.kubelet_config]
-        assert summary["services_restarted"] == ["kubelet"]
-        assert _changed_pids(pids[job.host.name], main_pids(job.host)) == {"kubelet"}
-        assert "maxPods: 77" in remote.shell(job.host, f"cat {PATHS.kubelet_config}")
-
-
-def test_proxy_mode_change_restarts_only_kube_proxy(installed, lab_config, systemd_hosts):
-    _, jobs = installed
-    changed = lab_config(edit=lambda raw: raw["cluster"].update(kubeProxy={"mode": "nftables"}))
-    pids = {j.host.name: main_pids(j.host) for j in jobs}
-    results = install(install_jobs(changed, systemd_hosts))
-    for job in jobs:
-        summary = results[job.host.name].summary
-        assert summary["files_changed"] == [PATHS.kube_proxy_config]
-        assert summary["services_restarted"] == ["kube-proxy"]
-        assert _changed_pids(pids[job.host.name], main_pids(job.host)) == {"kube-proxy"}
+        assert summary["files_changed"] == [changed_file]
+        assert summary["services_restarted"] == [service]
+        assert _changed_pids(pids[job.host.name], main_pids(job.host)) == {service}
+    if service == "kubelet":
+        assert "maxPods: 77" in remote.shell(jobs[0].host, f"cat {PATHS.kubelet_config}")
 
 
 def test_new_binary_checksum_replaces_that_binary(installed, lab_config, systemd_hosts, sums):
