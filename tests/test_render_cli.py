@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import sys
@@ -73,9 +74,18 @@ def test_secure_values_become_placeholders(tmp_path, test_ca):
     raw = base_config(test_ca)
     stack = {"config": {f"k8s-workers:{k}": v for k, v in raw.items() if k != "caKey"}}
     stack["config"]["k8s-workers:caKey"] = {"secure": "v1:abc:def"}
+    stack["config"]["k8s-workers:sshPrivateKey"] = {"secure": "v1:ghi:jkl"}
     (tmp_path / "Pulumi.ok.yaml").write_text(yaml.safe_dump(stack))
     result = _render("--stack", "ok", "--out", str(tmp_path / "out"), "--project-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
+    # Rendered without the passphrase: secrets show as placeholders, ciphertext nowhere.
+    kubeconfig = yaml.safe_load((tmp_path / "out/worker-1/var/lib/kube-proxy/kubeconfig.conf").read_text())
+    key = base64.b64decode(kubeconfig["users"][0]["user"]["client-key-data"]).decode()
+    assert key == "<kube-proxy private key, a Pulumi secret>\n"
+    token = yaml.safe_load((tmp_path / "out/worker-1/etc/kubernetes/bootstrap-kubelet.conf").read_text())
+    assert token["users"][0]["user"]["token"] == "<token-id>.<token-secret>"
+    everything = "".join(p.read_text() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert "v1:abc:def" not in everything and "v1:ghi:jkl" not in everything
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (.ci/run installs it)")
