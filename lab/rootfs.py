@@ -47,5 +47,8 @@ def base_root() -> Path:
         key.unlink()
     (partial / ".complete").write_text(f"{recipe_id()}\n")
     partial.rename(target)
+    for old in ROOTS.iterdir():  # roots of earlier recipes: 300 MB each, never used again
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
     print(f"lab: root ready in {time.monotonic() - started:.0f} s", flush=True)
     return target
