@@ -66,8 +66,11 @@ class WorkerNode(pulumi.ComponentResource):
         token_id = pulumi.Output.unsecret(token.result.apply(lambda r: r[:TOKEN_ID_LENGTH]))
         token_secret = pulumi.Output.secret(token.result.apply(lambda r: r[TOKEN_ID_LENGTH:]))
         # The moment the token was issued, recorded once in state: an expiry computed
-        # from the clock at every run would change on every `pulumi up`.
-        issued_at = local.Command(f"{prefix}-bootstrap-token-issued-at", create="date -u +%s", opts=child)
+        # from the clock at every run would change on every `pulumi up`. A new token (its
+        # id changes) replaces this record, so a re-issued token gets a fresh expiry.
+        issued_at = local.Command(
+            f"{prefix}-bootstrap-token-issued-at", create="date -u +%s", triggers=[token_id], opts=child
+        )
         expiration = issued_at.stdout.apply(
             lambda out: token_expiration(int(out.strip()), cluster.bootstrap_token_ttl_hours)
         )

@@ -282,3 +282,12 @@ def test_host_key_check_is_off_only_when_asked(test_ca, ssh_key):
     result = run_program(raw)
     assert result.error is None, result.error
     assert "hostKey" not in result.named("worker-1-install").inputs["connection"]
+
+
+def test_a_new_token_gets_a_fresh_issue_time(run):
+    """The issued-at record is replaced with the token: its triggers carry the token id."""
+    for secret in run.of_type(SECRET):
+        node = secret.inputs["metadata"]["annotations"]["k8s-workers/node"]
+        issued = run.named(f"{node}-bootstrap-token-issued-at")
+        assert issued.inputs["triggers"] == [secret.inputs["stringData"]["token-id"]]
+        assert issued.inputs["create"] == "date -u +%s"
