@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster_objects import cluster_role_bindings
+from components.cluster_objects import cluster_role_bindings, safe_name
 from components.config import Cluster
 
 
@@ -15,11 +15,11 @@ class ClusterBootstrap(pulumi.ComponentResource):
     def __init__(self, name: str, cluster: Cluster, opts: pulumi.ResourceOptions | None = None):
         super().__init__("k8s-workers:index:ClusterBootstrap", name, None, opts)
         self.bindings = []
-        for manifest in cluster_role_bindings(cluster):
-            binding_name = manifest["metadata"]["name"]
+        manifests = cluster_role_bindings(cluster)
+        for manifest in manifests:
             self.bindings.append(
                 k8s.rbac.v1.ClusterRoleBinding(
-                    binding_name.replace(":", "-"),
+                    safe_name(manifest),
                     metadata=k8s.meta.v1.ObjectMetaArgs(**manifest["metadata"]),
                     role_ref=k8s.rbac.v1.RoleRefArgs(
                         api_group=manifest["roleRef"]["apiGroup"],
@@ -34,4 +34,4 @@ class ClusterBootstrap(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
                 )
             )
-        self.register_outputs({"bindings": [m["metadata"]["name"] for m in cluster_role_bindings(cluster)]})
+        self.register_outputs({"bindings": [m["metadata"]["name"] for m in manifests]})

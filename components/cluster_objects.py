@@ -42,6 +42,11 @@ def cluster_role_binding(name: str, role: str, kind: str, subject: str) -> dict[
     }
 
 
+def safe_name(manifest: dict[str, Any]) -> str:
+    """The object's name with ':' (legal in RBAC names) made file- and URN-friendly."""
+    return manifest["metadata"]["name"].replace(":", "-")
+
+
 def cluster_role_bindings(cluster: Cluster) -> list[dict[str, Any]]:
     bindings = [cluster_role_binding(*b) for b in _BOOTSTRAP_BINDINGS]
     # Lets the apiserver reach kubelets (logs, exec, port-forward) under webhook authorization.

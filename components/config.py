@@ -191,8 +191,9 @@ def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True) -> Stac
     ca_key = raw.get("caKey")
     ssh_key = raw.get("sshPrivateKey")
     issues += _network_issues(cluster_raw if isinstance(cluster_raw, Mapping) else {})
+    ca_key_pem = _ca_key_pem(cluster, ca_key) if cluster is not None else None
     if cluster is not None:
-        issues += _cluster_issues(cluster, ca_key, require_secrets)
+        issues += _cluster_issues(cluster, ca_key, ca_key_pem, require_secrets)
         issues += _artifact_issues(cluster, [n for _, n in nodes])
     issues += _duplicate_issues(nodes_raw)
     issues += _node_issues(cluster, nodes)
@@ -202,10 +203,11 @@ def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True) -> Stac
     if issues:
         raise ConfigError(issues)
     assert cluster is not None
-    return StackConfig(cluster, tuple(n for _, n in nodes), _ca_key_pem(cluster, ca_key), ssh_key)
+    return StackConfig(cluster, tuple(n for _, n in nodes), ca_key_pem, ssh_key)
 
 
 def _ca_key_pem(cluster: Cluster, ca_key: str | None) -> str | None:
+    """The CA key from config, else from cluster.caKeyFile (read once, here)."""
     if ca_key is not None:
         return ca_key
     if cluster.ca_key_file is not None:
@@ -256,16 +258,13 @@ def _duplicate_issues(nodes_raw: list[Any]) -> list[ConfigIssue]:
     return issues
 
 
-def _cluster_issues(cluster: Cluster, ca_key: Any, require_secrets: bool) -> list[ConfigIssue]:
+def _cluster_issues(cluster: Cluster, ca_key: Any, key_pem: str | None, require_secrets: bool) -> list[ConfigIssue]:
     issues = []
     if (cluster.ca_cert is None) == (cluster.ca_cert_file is None):
         issues.append(ConfigIssue("cluster.caCert", "set exactly one of caCert and caCertFile"))
     if ca_key is not None and cluster.ca_key_file is not None:
         issues.append(ConfigIssue("caKey", "set either caKey (a secret) or cluster.caKeyFile, not both"))
-    key_pem = ca_key if ca_key is not None else None
-    key_path = "caKey"
-    if key_pem is None and cluster.ca_key_file is not None:
-        key_pem, key_path = Path(cluster.ca_key_file).read_text(), "cluster.caKeyFile"
+    key_path = "caKey" if ca_key is not None or cluster.ca_key_file is None else "cluster.caKeyFile"
     if key_pem is None:
         if require_secrets:
             issues.append(

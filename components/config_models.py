@@ -185,10 +185,6 @@ class Cluster(_Model):
         return pem_certificate(Path(self.ca_cert_file).read_text())
 
     @property
-    def minor(self) -> int:
-        return int(self.kubernetes_version.split(".")[1])
-
-    @property
     def containerd_version(self) -> tuple[int, int] | None:
         """(major, minor) of the containerd artifact, when its version says."""
         spec = self.binaries.artifacts.get("containerd")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from components.cluster_objects import bootstrap_token_secret, cluster_role_bindings
+from components.cluster_objects import bootstrap_token_secret, cluster_role_bindings, safe_name
 from components.config import StackConfig
 from components.install_plan import plan_node
 from components.node_files import PLACEHOLDER_SECRETS
@@ -33,7 +33,7 @@ def render_stack(config: StackConfig, out: Path) -> list[Path]:
             target = out / node.name / f.path.lstrip("/")
             _write(target, f.content, int(f.mode, 8))
             written.append(target)
-    objects = {m["metadata"]["name"].replace(":", "-"): m for m in cluster_role_bindings(config.cluster)}
+    objects = {safe_name(m): m for m in cluster_role_bindings(config.cluster)}
     for node in config.nodes:
         objects[f"bootstrap-token-{node.name}"] = bootstrap_token_secret(
             node.name, PLACEHOLDER_TOKEN_ID, "<token-secret>", PLACEHOLDER_EXPIRATION

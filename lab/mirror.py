@@ -42,7 +42,8 @@ def _placeholder() -> bytes:
     return binary.read_bytes()
 
 
-def _tarball(members: dict[str, bytes]) -> bytes:
+def tarball(members: dict[str, bytes]) -> bytes:
+    """A reproducible .tar.gz of executables (what release archives of containerd and CNI look like)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data in sorted(members.items()):
@@ -55,9 +56,9 @@ def _tarball(members: dict[str, bytes]) -> bytes:
 def artifact(name: str, generation: int) -> bytes:
     program = _placeholder() + (b"" if generation == 1 else f"\n#k8s-workers-generation-{generation}\n".encode())
     if name == "containerd":
-        return _tarball({f"bin/{b}": program for b in ("containerd", "containerd-shim-runc-v2", "ctr")})
+        return tarball({f"bin/{b}": program for b in ("containerd", "containerd-shim-runc-v2", "ctr")})
     if name == "cni-plugins":
-        return _tarball({f"./{b}": program for b in ("bridge", "host-local", "loopback", "portmap")})
+        return tarball({f"./{b}": program for b in ("bridge", "host-local", "loopback", "portmap")})
     return program
 
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import io
 import json
 import os
 import subprocess
-import tarfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from components.scripts import SUMMARY_PREFIX
+from lab.mirror import tarball
 
 # A systemctl stand-in: unit state in $FAKE_SYSTEMD, every call appended to calls.log.
 FAKE_SYSTEMCTL = r"""#!/bin/bash
@@ -50,23 +49,13 @@ esac
 STUB_TOOLS = ("conntrack", "iptables", "nft", "ipset")
 
 
-def _tarball(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def artifact_bytes(name: str, generation: int = 1) -> bytes:
     """Placeholder executables: clearly not Kubernetes, different per generation."""
     script = f"#!/bin/sh\n# k8s-workers test placeholder for {name}, generation {generation}\nexit 0\n".encode()
     if name == "containerd":
-        return _tarball({f"bin/{b}": script for b in ("containerd", "containerd-shim-runc-v2", "ctr")})
+        return tarball({f"bin/{b}": script for b in ("containerd", "containerd-shim-runc-v2", "ctr")})
     if name == "cni-plugins":
-        return _tarball({f"./{b}": script for b in ("bridge", "host-local", "loopback", "portmap")})
+        return tarball({f"./{b}": script for b in ("bridge", "host-local", "loopback", "portmap")})
     return script
 
 

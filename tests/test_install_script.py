@@ -15,6 +15,7 @@ from components.host_paths import PATHS
 from components.install_plan import NodePlan, plan_node
 from components.node_files import PLACEHOLDER_SECRETS
 from components.scripts import install_script, removal_script
+from lab.pki import client_certificate
 from tests.conftest import base_config
 from tests.scratch_host import ScratchHost, artifact_bytes, artifact_server
 
@@ -233,12 +234,13 @@ def test_scripts_never_echo_secrets(host, test_ca, server):
     config = load_config(raw)
     from components.node_files import NodeSecrets
 
-    secrets = NodeSecrets("abcdef.0123456789abcdef", "CERT-MATERIAL\n", "-----BEGIN EC PRIVATE KEY-----\nSECRETKEY\n")
+    cert_pem, key_pem = client_certificate(test_ca.cert_pem, test_ca.key_pem, "system:kube-proxy", 1)
+    secrets = NodeSecrets("abcdef.0123456789abcdef", cert_pem, key_pem)
     plan = plan_node(config.cluster, config.nodes[0], secrets)
     result = host.run(install_script(plan))
     assert result.returncode == 0, result.stderr
     for text in (result.stdout, result.stderr, "\n".join(host.calls())):
-        assert "0123456789abcdef" not in text and "SECRETKEY" not in text
+        assert "0123456789abcdef" not in text and key_pem.splitlines()[1] not in text
     assert b"0123456789abcdef" in host.read(PATHS.bootstrap_kubeconfig)
 
 

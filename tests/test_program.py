@@ -163,7 +163,7 @@ def test_no_secret_in_command_lines(run, test_ca, ssh_key):
                 assert secret not in text
 
 
-def test_connection_is_bounded_and_pinned(run):
+def test_connection_is_bounded_and_pinned(run, ssh_key):
     from tests.conftest import HOST_KEYS
 
     for node, address, host_key in zip(NODES, ("192.0.2.11", "192.0.2.12"), HOST_KEYS, strict=True):
@@ -174,7 +174,7 @@ def test_connection_is_bounded_and_pinned(run):
         assert connection["hostKey"] == host_key
         assert connection["dialErrorLimit"] == 3
         assert connection["perDialTimeout"] == 10
-        assert connection["privateKey"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+        assert connection["privateKey"] == ssh_key
 
 
 def test_install_waits_for_its_token_and_replaces_cleanly(run):

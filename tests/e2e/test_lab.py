@@ -321,17 +321,21 @@ def test_killed_install_leaves_old_or_new_never_partial_and_converges(installed,
     job_a = jobs_a[0]
     job_b = next(j for j in install_jobs(config_b, systemd_hosts) if j.host.name == job_a.host.name)
     paths = all_paths(job_a.plan)
-    state_a = host_files(job_a.host, paths)
+    # The two complete states (content hashes), known before any run is interrupted.
+    old = {p: v[-1] for p, v in host_files(job_a.host, paths).items()}  # type: ignore[index]
+    install([job_b])
+    new = {p: v[-1] for p, v in host_files(job_a.host, paths).items()}  # type: ignore[index]
+    install([job_a])
     killed = 0
     for delay in (0.05, 0.15, 0.3, 0.5):
         result = _kill_install_after(job_b, delay)
         killed += result.returncode != 0
-        now = host_files(job_a.host, paths)
-        after_b = install([job_b]) and host_files(job_a.host, paths)
-        for path in paths:
-            assert now[path] is not None, path
-            assert now[path][-1] in (state_a[path][-1], after_b[path][-1]), f"{path} is neither old nor new"  # type: ignore[index]
-        # converged: a full run afterwards leaves exactly B, and nothing further to do
+        for path, seen in host_files(job_a.host, paths).items():
+            assert seen is not None, path
+            assert seen[-1] in (old[path], new[path]), f"{path} is neither old nor new"
+        # Converged: a full run afterwards leaves exactly B, and nothing further to do.
+        install([job_b])
+        assert {p: v[-1] for p, v in host_files(job_a.host, paths).items()} == new  # type: ignore[index]
         assert install([job_b])[job_a.host.name].summary["services_restarted"] == []
         assert remote.shell(job_a.host, "ls /var/lib/k8s-workers/pending").strip() == ""
         leftovers = remote.shell(job_a.host, "find / -xdev -name '.k8s-workers.*' -o -xdev -name '.archive.*'")
