@@ -13,12 +13,16 @@ try:
 except ConfigError as error:
     raise pulumi.RunError(str(error)) from None  # every problem at once, no traceback
 
+for warning in config.warnings:
+    pulumi.log.warn(warning)
+
 cluster_bootstrap = ClusterBootstrap("cluster", config.cluster)
 workers = {
     node.name: WorkerNode(
         config.cluster,
         node,
         node_credentials(config, node),
+        peers=config.nodes,
         opts=pulumi.ResourceOptions(depends_on=[cluster_bootstrap]),
     )
     for node in config.nodes

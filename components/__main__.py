@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     written = render_stack(config, out)
     print(f"rendered {len(written)} files for {len(config.nodes)} nodes into {out}")
     return 0

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
 from components.config_models import (
+    IPVS_DEPRECATED_MINOR,
     ArtifactSpec,
     Binaries,
     Cluster,
@@ -203,7 +204,24 @@ def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True) -> Stac
     if issues:
         raise ConfigError(issues)
     assert cluster is not None
-    return StackConfig(cluster, tuple(n for _, n in nodes), ca_key_pem, ssh_key)
+    return StackConfig(cluster, tuple(n for _, n in nodes), ca_key_pem, ssh_key, _warnings(cluster, nodes))
+
+
+def _warnings(cluster: Cluster, nodes: list[tuple[int, Node]]) -> tuple[str, ...]:
+    found = []
+    if cluster.kube_proxy.mode == "ipvs" and cluster.minor >= IPVS_DEPRECATED_MINOR:
+        found.append(
+            f"cluster.kubeProxy.mode: ipvs is deprecated since Kubernetes 1.{IPVS_DEPRECATED_MINOR}; "
+            "prefer nftables (or iptables)"
+        )
+    on_v1 = [node.name for _, node in nodes if node.allow_cgroup_v1]
+    if on_v1:
+        shown = ", ".join(on_v1[:5]) + (f" and {len(on_v1) - 5} more" if len(on_v1) > 5 else "")
+        found.append(
+            f"allowCgroupV1 is set for {shown}: cgroup v1 support is in maintenance and being removed "
+            "upstream; move these hosts to cgroup v2"
+        )
+    return tuple(found)
 
 
 def _ca_key_pem(cluster: Cluster, ca_key: str | None) -> str | None:

@@ -33,7 +33,10 @@ from components.config_types import (
 )
 from components.kubelet_fields import KUBELET_CONFIGURATION_FIELDS
 
-SUPPORTED_MINORS = (31, 32, 33, 34)
+# Minors upstream supports (1.35-1.37), and 1.34, whose support ended in October 2026.
+SUPPORTED_MINORS = (34, 35, 36, 37)
+IPVS_DEPRECATED_MINOR = 35  # kube-proxy warns from 1.35 on
+CGROUP_V1_REFUSED_MINOR = 35  # the kubelet's failCgroupV1 defaults to true from 1.35 on
 
 
 class _Model(BaseModel):
@@ -82,6 +85,32 @@ class ContainerRuntime(_Model):
             "is not an image reference (e.g. registry.k8s.io/pause:3.10)",
         ),
     ] = "registry.k8s.io/pause:3.10"
+    # Merged key by key over the generated config.toml (e.g. restrict_oom_score_adj for nodes in
+    # containers), so no setting needs a file patched behind the program's back.
+    config: dict[str, Any] = {}
+
+    @field_validator("config")
+    @classmethod
+    def _config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems = [f"{key!r} is set by this program" for key in ("version", "imports") if key in value]
+        for path, leaf in _leaves(value):
+            if path[-1] == "SystemdCgroup" and leaf is not True:
+                problems.append(f"{'.'.join(path)} must stay true (the kubelet's cgroupDriver is systemd)")
+            if path[-1] in ("sandbox", "sandbox_image"):
+                problems.append(f"{'.'.join(path)}: set cluster.containerRuntime.sandboxImage instead")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+
+def _leaves(tree: Mapping[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    found = []
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            found += _leaves(value, (*path, key))
+        else:
+            found.append(((*path, key), value))
+    return found
 
 
 class Cni(_Model):
@@ -89,6 +118,9 @@ class Cni(_Model):
     bridge_name: Annotated[
         str, matching(r"[A-Za-z0-9_.-]{1,15}", "is not a Linux interface name (at most 15 characters)")
     ] = "cni0"
+    # bridge mode: each node routes the other nodes' pod CIDRs to their addresses (nodes on one
+    # L2 network). Turn off where the network already routes pod CIDRs.
+    pod_routes: bool = True
 
 
 class KubeProxy(_Model):
@@ -172,10 +204,14 @@ class Cluster(_Model):
     def _version(cls, value: str) -> str:
         match = re.fullmatch(r"v?1\.([0-9]+)\.([0-9]+)", str(value))
         if not match:
-            raise invalid(value, "is not a Kubernetes version (e.g. 1.33.4)")
+            raise invalid(value, "is not a Kubernetes version (e.g. 1.37.2)")
         if int(match.group(1)) not in SUPPORTED_MINORS:
-            raise invalid(value, "is not supported (supported: 1.31 to 1.34)")
+            raise invalid(value, "is not supported (supported: 1.34 to 1.37)")
         return str(value).lstrip("v")
+
+    @property
+    def minor(self) -> int:
+        return int(self.kubernetes_version.split(".")[1])
 
     @property
     def ca_cert_pem(self) -> str:
@@ -272,6 +308,9 @@ class NodeSettings(_Model):
     resolv_conf: AbsolutePath = "/etc/resolv.conf"
     # Off by default (CIS 4.2.8): the node name must then equal the host's hostname.
     hostname_override: bool = False
+    # cgroup v1 hosts are refused (kubelets from 1.35 on refuse them); true runs the kubelet
+    # with failCgroupV1: false while upstream still allows it.
+    allow_cgroup_v1: bool = False
 
     @field_validator("labels")
     @classmethod
@@ -359,3 +398,4 @@ class StackConfig(NamedTuple):
     nodes: tuple[Node, ...]
     ca_key_pem: str | None  # plaintext or SecretPlaceholder; the program wraps it as a secret
     ssh_private_key: str | None
+    warnings: tuple[str, ...] = ()  # valid but worth saying (deprecations), by key path

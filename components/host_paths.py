@@ -23,6 +23,7 @@ class HostPaths:
     cni_conf_dir: str = "/etc/cni/net.d"
     cni_bin_dir: str = "/opt/cni/bin"
     bridge_conflist: str = "/etc/cni/net.d/10-k8s-workers-bridge.conflist"
+    pod_routes_unit: str = "/usr/lib/systemd/system/k8s-workers-pod-routes.service"
     sysctl: str = "/etc/sysctl.d/90-k8s-workers.conf"
     modules_load: str = "/etc/modules-load.d/k8s-workers.conf"
     # Our own bookkeeping: restarts still owed, installed artifacts.

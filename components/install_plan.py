@@ -6,8 +6,9 @@ import hashlib
 from dataclasses import dataclass
 
 from components.config import Cluster, Node, required_artifacts
+from components.config_models import CGROUP_V1_REFUSED_MINOR
 from components.host_paths import PATHS
-from components.node_files import HostFile, NodeSecrets, kernel_modules, node_files
+from components.node_files import POD_ROUTES_SERVICE, HostFile, NodeSecrets, kernel_modules, node_files, pod_routes
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class NodePlan:
     api_server: str  # a bootstrapped kubelet's own kubeconfig is kept pointing here...
     ca_cert_pem: str  # ...and trusting this CA
     token_expires_at: int | None  # a node that has not joined yet cannot with an expired token
+    cgroup_v1: str  # on a cgroup v1 host: "allow" (warn), "warn" (1.34 still runs there) or "refuse"
+    kubernetes_version: str
+    bridge_name: str | None  # the CNI bridge the node's pods hang off (removed with the node)
+    bin_dir: str
 
     @property
     def file_dirs(self) -> tuple[str, ...]:
@@ -84,11 +89,14 @@ def preinstalled_for(cluster: Cluster) -> tuple[str, ...]:
 
 
 def tools_for(cluster: Cluster) -> tuple[str, ...]:
+    # No `conntrack`: kube-proxy has used netlink instead since 1.32, older than any supported minor.
     tools = [
         "bash", "awk", "base64", "basename", "cat", "chmod", "chown", "cmp", "cp", "cut", "dirname",
         "flock", "grep", "ln", "mkdir", "mktemp", "mv", "readlink", "rm", "sed", "sha256sum", "stat",
-        "systemctl", "tr", "uname", "conntrack",
+        "systemctl", "tr", "uname",
     ]  # fmt: skip
+    if cluster.cni.mode == "bridge":
+        tools.append("ip")  # pod routes, and removing the bridge with the node
     tools.append({"iptables": "iptables", "nftables": "nft", "ipvs": "ipset"}[cluster.kube_proxy.mode])
     if cluster.kube_proxy.mode == "ipvs":
         tools.append("iptables")  # ipvs mode still programs iptables for masquerading
@@ -117,19 +125,32 @@ def dirs_for(cluster: Cluster) -> tuple[tuple[str, str], ...]:
     return tuple(dirs)
 
 
-def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets) -> NodePlan:
-    services = ("kubelet", "kube-proxy")
-    kubelet_state = (PATHS.kubelet_kubeconfig, "/var/lib/kubelet", "/var/lib/kube-proxy", "/var/lib/cni")
+def cgroup_v1_policy(cluster: Cluster, node: Node) -> str:
+    if node.allow_cgroup_v1:
+        return "allow"
+    return "refuse" if cluster.minor >= CGROUP_V1_REFUSED_MINOR else "warn"
+
+
+def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets, peers: tuple[Node, ...] = ()) -> NodePlan:
+    """peers: every node of the stack (bridge mode routes to their pod CIDRs)."""
+    services: tuple[str, ...] = ("kubelet", "kube-proxy")
+    kubelet_state: tuple[str, ...] = (
+        PATHS.kubelet_kubeconfig, "/var/lib/kubelet", "/var/lib/kube-proxy", "/var/lib/cni",
+        "/var/log/pods", "/var/log/containers",
+        "/etc/systemd/logind.conf.d/99-kubelet.conf",  # graceful node shutdown's inhibitor delay
+    )  # fmt: skip
     if cluster.container_runtime.type == "containerd":
         services = ("containerd", *services)
-        kubelet_state += ("/var/lib/containerd", "/run/containerd")
+        kubelet_state += ("/var/lib/containerd", "/run/containerd", "/opt/containerd")
+    if pod_routes(cluster, node, peers) is not None:
+        services = (POD_ROUTES_SERVICE, *services)
     return NodePlan(
         node=node.name,
         arch=node.arch,
         expected_hostname=None if node.hostname_override else node.name,
         tools=tools_for(cluster),
         dirs=dirs_for(cluster),
-        files=node_files(cluster, node, secrets),
+        files=node_files(cluster, node, secrets, peers),
         artifacts=artifacts_for(cluster, node),
         preinstalled=preinstalled_for(cluster),
         services=services,
@@ -139,6 +160,10 @@ def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets) -> NodePlan:
         api_server=cluster.api_server,
         ca_cert_pem=cluster.ca_cert_pem,
         token_expires_at=secrets.token_expires_at,
+        cgroup_v1=cgroup_v1_policy(cluster, node),
+        kubernetes_version=cluster.kubernetes_version,
+        bridge_name=cluster.cni.bridge_name if cluster.cni.mode == "bridge" else None,
+        bin_dir=cluster.binaries.bin_dir,
     )
 
 

@@ -12,9 +12,11 @@ from typing import Any
 
 from components.config import Cluster, Node, deep_merge
 from components.host_paths import PATHS
-from components.templating import parse_yaml, render
+from components.templating import parse_toml, parse_yaml, render
 
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
+POD_ROUTE_PROTOCOL = 77  # marks our pod-network routes (no routing daemon uses this number)
+POD_ROUTES_SERVICE = "k8s-workers-pod-routes"
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,35 @@ def kubelet_configuration(cluster: Cluster, node: Node) -> dict[str, Any]:
             system_reserved=node.system_reserved,
             kube_reserved=node.kube_reserved,
             taints=node.taints,
+            allow_cgroup_v1=node.allow_cgroup_v1,
         )
     )
     return deep_merge(base, node.kubelet)
+
+
+def containerd_configuration(cluster: Cluster) -> dict[str, Any]:
+    """containerd's config.toml as data: the defaults, then cluster.containerRuntime.config."""
+    base = parse_toml(
+        render(
+            "containerd/config-defaults.toml.j2",
+            major=cluster.container_runtime.containerd_major,
+            sandbox_image=cluster.container_runtime.sandbox_image,
+            # containerd 2.0 reads `bin_dir`; 2.1 and later `bin_dirs`.
+            cni_bin_dirs=(cluster.containerd_version or (2, 1)) >= (2, 1),
+        )
+    )
+    return deep_merge(base, cluster.container_runtime.config)
+
+
+def pod_routes(cluster: Cluster, node: Node, peers: tuple[Node, ...]) -> tuple[tuple[str, str], ...] | None:
+    """(pod CIDR, via address) of every other node, or None when the program sets no routes."""
+    if cluster.cni.mode != "bridge" or not cluster.cni.pod_routes:
+        return None
+    return tuple(
+        (str(peer.pod_cidr), str(peer.address))
+        for peer in peers
+        if peer.name != node.name and peer.pod_cidr is not None and peer.address.version == peer.pod_cidr.version
+    )
 
 
 def kubelet_node_args(node: Node) -> list[str]:
@@ -85,7 +113,9 @@ def kubelet_node_args(node: Node) -> list[str]:
     return args
 
 
-def node_files(cluster: Cluster, node: Node, secrets: NodeSecrets) -> tuple[HostFile, ...]:
+def node_files(
+    cluster: Cluster, node: Node, secrets: NodeSecrets, peers: tuple[Node, ...] = ()
+) -> tuple[HostFile, ...]:
     common = {"paths": PATHS, "node_name": node.name, "bin_dir": cluster.binaries.bin_dir}
     kube = {
         "cluster_name": cluster.name,
@@ -161,9 +191,7 @@ def node_files(cluster: Cluster, node: Node, secrets: NodeSecrets) -> tuple[Host
                 "containerd/config.toml.j2",
                 "containerd",
                 major=cluster.container_runtime.containerd_major,
-                sandbox_image=cluster.container_runtime.sandbox_image,
-                # containerd 2.0 reads `bin_dir`; 2.1 and later `bin_dirs`.
-                cni_bin_dirs=(cluster.containerd_version or (2, 1)) >= (2, 1),
+                document=containerd_configuration(cluster),
             ),
             file(PATHS.containerd_unit, "0600", "containerd/containerd.service.j2", "containerd"),
         ]
@@ -178,6 +206,18 @@ def node_files(cluster: Cluster, node: Node, secrets: NodeSecrets) -> tuple[Host
                 bridge_name=cluster.cni.bridge_name,
                 node_pod_cidr=str(node.pod_cidr),
                 default_route="0.0.0.0/0" if node.pod_cidr.version == 4 else "::/0",
+            )
+        )
+    routes = pod_routes(cluster, node, peers)
+    if routes is not None:
+        files.append(
+            file(
+                PATHS.pod_routes_unit,
+                "0644",
+                "cni/pod-routes.service.j2",
+                POD_ROUTES_SERVICE,
+                routes=routes,
+                route_protocol=POD_ROUTE_PROTOCOL,
             )
         )
     files += [

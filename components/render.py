@@ -29,7 +29,7 @@ def _write(path: Path, content: str, mode: int) -> None:
 def render_stack(config: StackConfig, out: Path) -> list[Path]:
     written = []
     for node in config.nodes:
-        for f in plan_node(config.cluster, node, PLACEHOLDER_SECRETS).files:
+        for f in plan_node(config.cluster, node, PLACEHOLDER_SECRETS, config.nodes).files:
             target = out / node.name / f.path.lstrip("/")
             _write(target, f.content, int(f.mode, 8))
             written.append(target)

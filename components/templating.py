@@ -4,10 +4,12 @@ import base64
 import copy
 import functools
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import tomli_w
 import yaml
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -36,9 +38,23 @@ def _parse_cached(text: str) -> Any:
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+@functools.lru_cache(maxsize=64)
+def _parse_toml_cached(text: str) -> Any:
+    return tomllib.loads(text)
+
+
+def parse_toml(text: str) -> Any:
+    """Parse TOML we rendered ourselves; cached, so callers get a private copy."""
+    return copy.deepcopy(_parse_toml_cached(text))
+
+
 def parse_yaml(text: str) -> Any:
     """Parse YAML we rendered ourselves; cached, so callers get a private copy."""
     return copy.deepcopy(_parse_cached(text))
+
+
+def to_toml(document: Any) -> str:
+    return tomli_w.dumps(document).rstrip("\n")
 
 
 def b64(text: str) -> str:
@@ -59,6 +75,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["b64"] = b64
     env.filters["to_yaml"] = to_yaml
+    env.filters["to_toml"] = to_toml
     env.filters["shquote"] = shell_quote
     env.filters["quoted"] = json.dumps  # a string YAML reads back as a string ("yes", "123" included)
     return env

@@ -48,6 +48,7 @@ class WorkerNode(pulumi.ComponentResource):
         cluster: Cluster,
         node: Node,
         credentials: NodeCredentials,
+        peers: tuple[Node, ...] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("k8s-workers:index:WorkerNode", node.name, None, opts)
@@ -103,7 +104,7 @@ class WorkerNode(pulumi.ComponentResource):
         )
 
         # What reviewers see: paths, modes and hashes; secrets only by version.
-        review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS)
+        review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS, peers)
         command = pulumi.Output.all(token_id, kube_proxy_cert.cert_pem).apply(
             lambda a: install_command(
                 review_plan,
@@ -121,7 +122,11 @@ class WorkerNode(pulumi.ComponentResource):
         script = pulumi.Output.secret(
             pulumi.Output.all(
                 token_id, token_secret, kube_proxy_cert.cert_pem, kube_proxy_key.private_key_pem, expires_at
-            ).apply(lambda a: install_script(plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3], a[4]))))
+            ).apply(
+                lambda a: install_script(
+                    plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3], a[4]), peers)
+                )
+            )
         )
         self.install = remote.Command(
             f"{prefix}-install",

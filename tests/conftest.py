@@ -44,7 +44,7 @@ def base_config(ca: TestCa, ssh_key: str | None = None, **cluster_overrides: Any
         "serviceCidr": "10.96.0.0/12",
         "clusterDns": "10.96.0.10",
         "podCidr": "10.244.0.0/16",
-        "kubernetesVersion": "1.33.4",
+        "kubernetesVersion": "1.37.2",
         "binaries": {"source": "download", "artifacts": artifacts},
         "cni": {"mode": "bridge"},
     }

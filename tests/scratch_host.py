@@ -46,7 +46,7 @@ esac
 """
 
 # Runtime tools kube-proxy needs that this machine may lack: stand-ins, named as such.
-STUB_TOOLS = ("conntrack", "iptables", "nft", "ipset")
+STUB_TOOLS = ("iptables", "nft", "ipset", "ip")
 
 
 def artifact_bytes(name: str, generation: int = 1) -> bytes:
@@ -113,6 +113,11 @@ class ScratchHost:
             (self.bin / tool).write_text(f"#!/bin/sh\n# test stand-in for {tool}\nexit 0\n")
         for tool in self.bin.iterdir():
             tool.chmod(0o755)
+
+    def cgroup_v1(self) -> None:
+        """A /sys/fs/cgroup without cgroup.controllers: what the preflight reads as cgroup v1.
+        (A scratch root without /sys/fs/cgroup is not checked.)"""
+        (self.root / "sys/fs/cgroup").mkdir(parents=True, exist_ok=True)
 
     def run(self, script: str, path: str | None = None, **env: str) -> ScriptResult:
         environment = {

@@ -76,7 +76,7 @@ def test_fresh_install_places_every_file_and_binary(host, test_ca, server):
     assert summary["node"] == "worker-1"
     assert set(summary["files_changed"]) >= {f.path for f in plan.files}
     assert set(summary["binaries_changed"]) == set(ARTIFACTS)
-    assert summary["services_started"] == ["containerd", "kubelet", "kube-proxy"]
+    assert summary["services_started"] == ["k8s-workers-pod-routes", "containerd", "kubelet", "kube-proxy"]
     assert summary["services_restarted"] == []
     assert "daemon-reload" in host.calls()
     assert os.readlink(host.root / "etc/systemd/system/swap.target") == "/dev/null"
@@ -181,10 +181,43 @@ def _path_without(tool: str, host: ScratchHost, tmp_path: Path) -> str:
 
 
 def test_missing_tool_is_refused_before_any_change(host, test_ca, server, tmp_path):
-    result = host.run(install_script(_plan(_raw(test_ca, server))), path=_path_without("conntrack", host, tmp_path))
+    result = host.run(install_script(_plan(_raw(test_ca, server))), path=_path_without("flock", host, tmp_path))
     assert result.returncode != 0
-    assert "missing tools: conntrack" in result.stderr
+    assert "missing tools: flock" in result.stderr
     assert list(host.root.iterdir()) == [], "the host was changed before the refusal"
+
+
+def test_conntrack_is_not_needed(host, test_ca, server, tmp_path):
+    """kube-proxy has used netlink instead of the conntrack tool since 1.32."""
+    result = host.run(install_script(_plan(_raw(test_ca, server))), path=_path_without("conntrack", host, tmp_path))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("version", "allow", "outcome"),
+    [
+        ("1.37.2", False, "refused"),
+        ("1.35.5", False, "refused"),
+        ("1.34.4", False, "warned"),
+        ("1.37.2", True, "warned"),
+    ],
+)
+def test_cgroup_v1_hosts_are_refused_from_1_35_unless_allowed(host, test_ca, server, version, allow, outcome):
+    raw = _raw(test_ca, server)
+    raw["cluster"]["kubernetesVersion"] = version
+    raw["defaults"]["allowCgroupV1"] = allow
+    host.cgroup_v1()
+    result = host.run(install_script(_plan(raw)))
+    if outcome == "refused":
+        assert result.returncode != 0
+        assert "uses cgroup v1, which the kubelet refuses from Kubernetes 1.35 on" in result.stderr
+        assert "allowCgroupV1: true" in result.stderr
+        assert [p.name for p in host.root.iterdir()] == ["sys"], "the host was changed before the refusal"
+    else:
+        assert result.returncode == 0, result.stderr
+        assert [w for w in result.summary["warnings"] if "cgroup v1" in w], result.summary
+        kubelet_config = host.read(PATHS.kubelet_config).decode()
+        assert ("failCgroupV1: false" in kubelet_config) == allow
 
 
 def test_swap_lines_are_commented_and_restored_on_removal(host, test_ca, server):

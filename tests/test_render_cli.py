@@ -43,7 +43,7 @@ def test_dev_stack_renders_on_a_fresh_clone(tmp_path):
     config = load_config(raw_from_stack_file("dev", clone), require_secrets=False)
     assert [n.name for n in config.nodes] == ["worker-1", "worker-2"]
     for node in config.nodes:
-        for f in plan_node(config.cluster, node, PLACEHOLDER_SECRETS).files:
+        for f in plan_node(config.cluster, node, PLACEHOLDER_SECRETS, config.nodes).files:
             target = out / node.name / f.path.lstrip("/")
             assert target.read_text() == f.content
             assert target.stat().st_mode & 0o777 == int(f.mode, 8)
@@ -51,7 +51,7 @@ def test_dev_stack_renders_on_a_fresh_clone(tmp_path):
     assert "k8s-workers-kubelet-bootstrap.yaml" in cluster
     assert "bootstrap-token-worker-1.yaml" in cluster
     for path in (out / "cluster").glob("k8s-workers-*.yaml"):
-        kubernetes_validate.validate(yaml.safe_load(path.read_text()), "1.33.0", strict=True)
+        kubernetes_validate.validate(yaml.safe_load(path.read_text()), "1.37.0", strict=True)
     everything = "\n".join(p.read_text() for p in out.rglob("*") if p.is_file())
     assert "PRIVATE KEY-----" not in everything
     assert "<token-secret>" in everything
@@ -95,7 +95,7 @@ def test_generated_scripts_pass_shellcheck(tmp_path):
 
     expiring = NodeSecrets("abcdef.0123456789abcdef", "cert\n", "key\n", token_expires_at=1_900_000_000)
     for node, secrets in [(n, s) for n in config.nodes for s in (PLACEHOLDER_SECRETS, expiring)]:
-        plan = plan_node(config.cluster, node, secrets)
+        plan = plan_node(config.cluster, node, secrets, config.nodes)
         suffix = "exp" if secrets.token_expires_at else "plain"
         for name, text in (
             (f"install-{suffix}.sh", install_script(plan)),
