@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test lint render bench
+.PHONY: venv test lint render bench lab-build
 
 $(PY): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,3 +25,6 @@ render: $(PY)
 
 bench: $(PY)
 	$(PY) benchmarks/bench_program.py
+
+lab-build: $(PY)
+	$(PY) -m lab build

@@ -141,7 +141,7 @@ def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets, peers: tuple[N
     )  # fmt: skip
     if cluster.container_runtime.type == "containerd":
         services = ("containerd", *services)
-        kubelet_state += ("/var/lib/containerd", "/run/containerd", "/opt/containerd")
+        kubelet_state += ("/var/lib/containerd", "/run/containerd", "/opt/containerd", "/run/nri")
     if pod_routes(cluster, node, peers) is not None:
         services = (POD_ROUTES_SERVICE, *services)
     return NodePlan(

@@ -1,4 +1,4 @@
-"""`python -m lab up --nodes N [--bare N] | status | down`."""
+"""`python -m lab build | up --nodes N [--bare N] | status | down`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import signal
 import sys
 import time
 
+from lab import build, control_plane, images, mirror, network, rootfs, stack
 from lab import hosts as lab_hosts
-from lab import mirror, rootfs, stack
 from lab.hosts import LabHost
+from lab.paths import ADMIN_KUBECONFIG
 from lab.state import LabState, load, orphan_inits, orphans
 
 
@@ -31,18 +32,24 @@ def _stop_orphans(known: set[int]) -> None:
 
 
 def up(nodes: int, bare: int = 0) -> LabState:
-    """Idempotent: healthy hosts are kept, missing or broken ones (re)made, extra ones stopped."""
+    """Idempotent: what runs healthy is kept, what is missing or broken is (re)made, extra hosts stopped."""
     started = time.monotonic()
+    build.build_all()
+    images.build()
     lab_hosts.ensure_lab_key()
     stack.ensure_ca()
     base = rootfs.base_root()
     state = load()
+    network.ensure_bridge()
 
     sums = mirror.publish()
     if not (mirror.is_ours(state.mirror_pid) and mirror.serving()):
         mirror.stop(state.mirror_pid)
         state.mirror_pid = mirror.start()
         state.save()
+    binaries = {name: build.binary(name) for name in ("etcd", *build.CONTROL_PLANE_BINARIES)}
+    state.control_plane = control_plane.up(state.control_plane, binaries)
+    state.save()
 
     known = {h.pid for h in state.hosts if h.pid is not None}
     _stop_orphans(known)
@@ -75,8 +82,9 @@ def up(nodes: int, bare: int = 0) -> LabState:
     state.save()
     stack.write_stack_file(stack.lab_config(state.hosts, sums))
     print(
-        f"lab: {len(state.hosts)} hosts up in {time.monotonic() - started:.1f} s; "
-        f"mirror {mirror.base_url()}; stack file {stack.STACK_FILE.name}",
+        f"lab: control plane at {control_plane.api_server_url()}, {len(state.hosts)} hosts up in "
+        f"{time.monotonic() - started:.1f} s; mirror {mirror.base_url()}; stack file {stack.STACK_FILE.name}; "
+        f"kubeconfig {ADMIN_KUBECONFIG}",
         flush=True,
     )
     return state
@@ -88,7 +96,12 @@ def down() -> None:
         lab_hosts.power_off(host)
         lab_hosts.remove(host)
     _stop_orphans(set())
+    for leftover in network.hosts_present():  # namespaces of hosts a killed run never recorded
+        lab_hosts.remove_cgroups(leftover)
+        network.remove_host(leftover)
     mirror.stop(state.mirror_pid)
+    control_plane.stop(state.control_plane, wipe=True)
+    network.remove_bridge()
     LabState().save()
     stack.STACK_FILE.unlink(missing_ok=True)
     print("lab: down", flush=True)
@@ -103,17 +116,23 @@ def status() -> int:
         ssh = running and lab_hosts.reachable(host)
         print(f"{host.name:12} {host.address:12} init={host.init:8} pid={host.pid} running={running} ssh={ssh}")
     print(f"mirror {mirror.base_url()} running={mirror.is_ours(state.mirror_pid) and mirror.serving()}")
+    for name, healthy in control_plane.running(state.control_plane).items():
+        print(f"{name:24} pid={state.control_plane.get(name)} healthy={healthy}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["build"]:
+        return build.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m lab")
     commands = parser.add_subparsers(dest="command", required=True)
-    start = commands.add_parser("up", help="start (or repair) the lab hosts and the artifact mirror")
+    start = commands.add_parser("up", help="start (or repair) the control plane, the hosts and the artifact mirror")
     start.add_argument("--nodes", type=int, default=2, help="hosts running systemd (default 2)")
     start.add_argument("--bare", type=int, default=0, help="extra hosts with sshd but no systemd")
+    commands.add_parser("build", help="build the real binaries from Go modules (cached)")
     commands.add_parser("status", help="what is running")
-    commands.add_parser("down", help="power the hosts off and remove their copies")
+    commands.add_parser("down", help="power the hosts off, stop the control plane, remove what the lab made")
     args = parser.parse_args(argv)
     if args.command == "up":
         if not 1 <= args.nodes + args.bare <= 50:

@@ -1,7 +1,17 @@
-"""Lab hosts: a copy of the root per host, booted by systemd-nspawn, reached by SSH on 127.0.0.N.
+"""Lab hosts: a copy of the root per host, booted by systemd-nspawn in a network namespace of
+its own on the lab network (lab/network.py), reached by SSH on its lab address.
 
 Processes are only ever signalled by the PID the lab recorded, after checking that the PID
 still runs systemd-nspawn on that host's root (PIDs get reused).
+
+What a kubelet needs inside systemd-nspawn on this machine (cgroup v1, hybrid), all lab-only:
+- a cgroup of its own per host (below this process's), so kubelets do not see each other's pods;
+- the cgroup v1 hierarchies, which nspawn mounts read-only, remounted read-write inside
+  (k8sw-lab-container.service, below);
+- stand-ins for the kernel-wide sysctls the kubelet's protectKernelDefaults checks: /proc/sys is
+  read-only in a container and these values are the machine's, so the same unit binds files
+  holding the expected values over them inside the host (the machine's settings stay as they are);
+- /dev/kmsg, CAP_SYSLOG and CAP_NET_ADMIN, and the keyring system calls (runc's session keyring).
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab import network
 from lab.paths import HOSTS, KNOWN_HOSTS, LAB_KEY
 
 BOOT_TIMEOUT = 90.0
@@ -36,8 +47,45 @@ class LabHost:
 
 
 def address_for(index: int) -> str:
-    """Hosts are 127.0.0.2, 127.0.0.3, ... (127.0.0.1 is the mirror's)."""
-    return f"127.0.0.{index + 2}"
+    return network.address_for(index)
+
+
+# The kernel-wide settings the kubelet checks (protectKernelDefaults) and the install writes.
+KERNEL_STANDINS = {
+    "kernel/panic": "10",
+    "kernel/panic_on_oops": "1",
+    "vm/overcommit_memory": "1",
+    "vm/panic_on_oom": "0",
+}
+CONTAINER_UNIT = """[Unit]
+Description=k8s-workers lab only: what a kubelet needs inside systemd-nspawn
+DefaultDependencies=no
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/k8sw-lab-container
+
+[Install]
+WantedBy=sysinit.target
+"""
+CONTAINER_SCRIPT = """#!/bin/sh
+# k8s-workers lab only (see lab/hosts.py): cgroup v1 hierarchies read-write, and stand-ins for
+# kernel-wide sysctls that a container can neither change nor should change for the machine.
+set -eu
+if [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
+  mount -o remount,bind,rw /sys/fs/cgroup
+  for d in /sys/fs/cgroup/*/; do mount -o remount,bind,rw "$d"; done
+fi
+mkdir -p /run/k8sw-lab/sysctl
+echo '{standins}' | while read -r key value; do
+  [ "$(cat "/proc/sys/$key")" != "$value" ] || continue
+  file="/run/k8sw-lab/sysctl/$(echo "$key" | tr / .)"
+  echo "$value" > "$file"
+  mount --bind "$file" "/proc/sys/$key"
+done
+""".format(standins="\n".join(f"{k} {v}" for k, v in KERNEL_STANDINS.items()))
 
 
 def ensure_lab_key() -> None:
@@ -53,9 +101,19 @@ def prepare(name: str, address: str, base: Path, init: str = "systemd") -> LabHo
     root = HOSTS / name
     if root.exists():
         shutil.rmtree(root)
+    network.ensure_host(name, address, network.HOST_ROUTES)
     HOSTS.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-a", "--reflink=auto", str(base), str(root)], check=True)
     (root / "etc/hostname").write_text(f"{name}\n")
+    if init == "systemd":
+        (root / "etc/systemd/system/k8sw-lab-container.service").write_text(CONTAINER_UNIT)
+        (root / "etc/systemd/system/sysinit.target.wants").mkdir(parents=True, exist_ok=True)
+        (root / "etc/systemd/system/sysinit.target.wants/k8sw-lab-container.service").symlink_to(
+            "/etc/systemd/system/k8sw-lab-container.service"
+        )
+        script = root / "usr/local/sbin/k8sw-lab-container"
+        script.write_text(CONTAINER_SCRIPT)
+        script.chmod(0o755)
     (root / "etc/ssh/sshd_config.d/k8s-workers-lab.conf").write_text(
         f"ListenAddress {address}\n"
         "PermitRootLogin prohibit-password\n"
@@ -73,19 +131,64 @@ def prepare(name: str, address: str, base: Path, init: str = "systemd") -> LabHo
     return LabHost(name=name, address=address, root=str(root), pid=None, host_key=host_key, init=init)
 
 
+def cgroup_dirs(name: str) -> list[Path]:
+    """This host's own cgroup in every hierarchy, below this process's own cgroup there."""
+    dirs = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # the unified hierarchy: mounted alone, or beside v1 as `unified`
+            unified = Path("/sys/fs/cgroup/unified")
+            mount = unified if unified.is_dir() else Path("/sys/fs/cgroup")
+        else:
+            mount = Path("/sys/fs/cgroup") / controllers.removeprefix("name=")
+        if mount.is_dir():
+            dirs.append(mount / path.lstrip("/") / "k8sw-lab" / name)
+    return dirs
+
+
+def _make_cgroups(name: str) -> list[Path]:
+    made = cgroup_dirs(name)
+    for directory in made:
+        for level in (directory.parent, directory):
+            level.mkdir(exist_ok=True)
+            if (level / "cpuset.cpus").exists() and not (level / "cpuset.cpus").read_text().strip():
+                # a new cpuset cgroup has no CPUs or memory nodes until given its parent's
+                (level / "cpuset.cpus").write_text((level.parent / "cpuset.cpus").read_text())
+                (level / "cpuset.mems").write_text((level.parent / "cpuset.mems").read_text())
+    return made
+
+
+def remove_cgroups(name: str) -> None:
+    """Deepest first; what the host's systemd and kubelet left behind is empty once it is gone."""
+    for directory in cgroup_dirs(name):
+        if directory.is_dir():
+            for sub in sorted((p for p in directory.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                sub.rmdir()
+            directory.rmdir()
+
+
 def boot(host: LabHost) -> None:
     command = [
         "systemd-nspawn", "--directory", host.root, "--register=no", "--keep-unit",
         f"--machine={host.name}", f"--hostname={host.name}", "--console=passive",
+        f"--network-namespace-path={network.netns_path(host.name)}",
     ]  # fmt: skip
     if host.init == "systemd":
         command.insert(1, "--boot")
+        command += ["--capability=CAP_SYSLOG,CAP_NET_ADMIN", "--bind=/dev/kmsg", "--system-call-filter=@keyring"]
     else:  # sshd as PID 1: a reachable host that is not run by systemd
         command += ["/bin/sh", "-c", "mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e"]
+    cgroups = _make_cgroups(host.name)
+
+    def enter_cgroups() -> None:  # in the child, before exec: nspawn and the container start there
+        for directory in cgroups:
+            (directory / "cgroup.procs").write_text("0")
+
     console = open(HOSTS / f"{host.name}.console.log", "ab")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
-    )
+        command, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=enter_cgroups,
+    )  # fmt: skip
     console.close()
     host.pid = process.pid
     _children[process.pid] = process
@@ -198,3 +301,5 @@ def power_off(host: LabHost) -> None:
 
 def remove(host: LabHost) -> None:
     shutil.rmtree(host.root, ignore_errors=True)
+    remove_cgroups(host.name)
+    network.remove_host(host.name)

@@ -3,12 +3,15 @@ in parallel, a failure on one host never stopping the others."""
 
 from __future__ import annotations
 
-import hashlib
+import secrets
+import string
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.cluster_objects import token_expires_at
 from components.config import StackConfig
 from components.host_paths import PATHS
 from components.install_plan import NodePlan, plan_node, sha256_text
@@ -28,17 +31,34 @@ class NodeJob:
     stdin: str
 
 
-def lab_secrets(node: str) -> NodeSecrets:
+def lab_token(node: str) -> tuple[str, int]:
+    """The node's bootstrap token and its issue time, made once and kept in the lab cache (0600),
+    as the program keeps them in state."""
+    path = CREDENTIALS / f"{node}.token"
+    if not path.exists():
+        alphabet = string.ascii_lowercase + string.digits
+        token = (
+            "".join(secrets.choice(alphabet) for _ in range(6))
+            + "."
+            + "".join(secrets.choice(alphabet) for _ in range(16))
+        )
+        write_private(path, f"{token} {int(time.time())}\n")
+    token, issued_at = path.read_text().split()
+    return token, int(issued_at)
+
+
+def lab_secrets(node: str, ttl_hours: int = 24) -> NodeSecrets:
     """A node's token and a real kube-proxy certificate signed by the lab CA (what the program's
     tls resources make), kept in the lab cache so re-runs place the same bytes."""
-    digest = hashlib.sha256(node.encode()).hexdigest()
     cert_path, key_path = CREDENTIALS / f"{node}-kube-proxy.crt", CREDENTIALS / f"{node}-kube-proxy.key"
     if not (cert_path.exists() and key_path.exists()):
         _sign_kube_proxy(cert_path, key_path)
+    token, issued_at = lab_token(node)
     return NodeSecrets(
-        bootstrap_token=f"{digest[:6]}.{digest[6:22]}",
+        bootstrap_token=token,
         kube_proxy_cert_pem=cert_path.read_text(),
         kube_proxy_key_pem=key_path.read_text(),
+        token_expires_at=token_expires_at(issued_at, ttl_hours),
     )
 
 
@@ -54,11 +74,11 @@ def install_jobs(config: StackConfig, hosts: Iterable[LabHost]) -> list[NodeJob]
     for node in config.nodes:
         if node.name not in by_name:
             continue  # a subset of hosts: only their nodes
-        secrets = lab_secrets(node.name)
-        plan = plan_node(config.cluster, node, secrets)
+        node_secrets = lab_secrets(node.name, config.cluster.bootstrap_token_ttl_hours)
+        plan = plan_node(config.cluster, node, node_secrets, config.nodes)
         versions = {
-            PATHS.bootstrap_kubeconfig: f"token-id:{secrets.bootstrap_token[:6]}",
-            PATHS.kube_proxy_kubeconfig: f"cert-sha256:{sha256_text(secrets.kube_proxy_cert_pem)}",
+            PATHS.bootstrap_kubeconfig: f"token-id:{node_secrets.bootstrap_token[:6]}",
+            PATHS.kube_proxy_kubeconfig: f"cert-sha256:{sha256_text(node_secrets.kube_proxy_cert_pem)}",
         }
         jobs.append(
             NodeJob(by_name[node.name], plan, install_command(plan, node.ssh.user, versions), install_script(plan))

@@ -15,3 +15,7 @@ LAB_CA_CERT = CACHE / "ca.crt"
 LAB_CA_KEY = CACHE / "ca.key"
 KNOWN_HOSTS = CACHE / "known_hosts"
 CREDENTIALS = CACHE / "credentials"  # lab stand-ins for what the program's tls resources make
+BUILD = Path(os.environ.get("K8SW_BUILD_CACHE", "/var/cache/k8s-workers/build"))  # binaries built from Go modules
+IMAGES = CACHE / "images"  # OCI archives of the lab's pause and workload images
+CONTROL_PLANE = CACHE / "control-plane"  # PKI, kubeconfigs, etcd data and logs of the lab cluster
+ADMIN_KUBECONFIG = CONTROL_PLANE / "admin.conf"

@@ -15,10 +15,15 @@ from lab.paths import HOSTS, STATE
 class LabState:
     hosts: list[LabHost] = field(default_factory=list)
     mirror_pid: int | None = None
+    control_plane: dict[str, int] = field(default_factory=dict)  # component -> PID
 
     def save(self) -> None:
         STATE.parent.mkdir(parents=True, exist_ok=True)
-        data = {"hosts": [h.to_json() for h in self.hosts], "mirror_pid": self.mirror_pid}
+        data = {
+            "hosts": [h.to_json() for h in self.hosts],
+            "mirror_pid": self.mirror_pid,
+            "control_plane": self.control_plane,
+        }
         tmp = STATE.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(STATE)
@@ -57,7 +62,9 @@ def load() -> LabState:
     if not STATE.exists():
         return LabState()
     data = json.loads(STATE.read_text())
-    return LabState([LabHost(**h) for h in data.get("hosts", [])], data.get("mirror_pid"))
+    return LabState(
+        [LabHost(**h) for h in data.get("hosts", [])], data.get("mirror_pid"), data.get("control_plane", {})
+    )
 
 
 def orphans(known: set[int]) -> list[LabHost]:

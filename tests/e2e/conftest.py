@@ -1,4 +1,5 @@
-"""The lab for the end-to-end suite: real systemd hosts on 127.0.0.N, started once per session."""
+"""The lab for the end-to-end suite: a real control plane and real systemd hosts on the lab network,
+started fresh once per session (binaries and the host root come from the lab's caches)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,21 @@ from typing import Any
 import pytest
 
 from components.config import StackConfig, load_config
-from lab import mirror, stack
+from lab import build, cluster, images, mirror, remote, stack
 from lab.__main__ import down, up
 from lab.hosts import LabHost
+from lab.install import NodeJob, install_jobs, removal_jobs, run_all
 from lab.state import LabState
+from tests.e2e.helpers import SWAP_LINE, Snapshot, install, snapshot
 
-NODES = 2
+NODES = 3
+_CLEAN: dict[str, Snapshot] = {}
 
 
 def _missing_prerequisites() -> str | None:
     if os.geteuid() != 0:
-        return "the lab needs root (systemd-nspawn, debootstrap)"
-    for tool in ("systemd-nspawn", "debootstrap", "ssh", "ssh-keygen", "gcc"):
+        return "the lab needs root (systemd-nspawn, debootstrap, network namespaces)"
+    for tool in ("systemd-nspawn", "debootstrap", "ssh", "ssh-keygen", "gcc", "go", "ip"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (.ci/run installs the lab's packages)"
     return None
@@ -39,8 +43,11 @@ def lab() -> Iterator[LabState]:
     reason = _missing_prerequisites()
     if reason:
         pytest.skip(f"LAB SUITE SKIPPED: {reason}")
+    down()  # a fresh cluster and fresh hosts: nothing from an earlier session counts
     try:
         state = up(nodes=NODES, bare=1)
+        # What each host holds before any install: the removal test compares against it.
+        _CLEAN.update({h.name: snapshot(h) for h in state.hosts if h.init == "systemd"})
     except BaseException:
         down()  # leave nothing running behind a failed start
         raise
@@ -50,8 +57,18 @@ def lab() -> Iterator[LabState]:
 
 
 @pytest.fixture(scope="session")
+def clean_snapshots(lab: LabState) -> dict[str, Snapshot]:
+    return _CLEAN
+
+
+@pytest.fixture(scope="session")
 def sums(lab: LabState) -> dict[str, dict[int, str]]:
     return mirror.publish()
+
+
+@pytest.fixture(scope="session")
+def lab_images(lab: LabState) -> list[images.Image]:
+    return images.build()
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +79,11 @@ def systemd_hosts(lab: LabState) -> list[LabHost]:
 @pytest.fixture(scope="session")
 def bare_host(lab: LabState) -> LabHost:
     return next(h for h in lab.hosts if h.init != "systemd")
+
+
+@pytest.fixture(scope="session")
+def kubectl_binary(lab: LabState) -> str:
+    return str(build.binary("kubectl"))
 
 
 ConfigFactory = Callable[..., StackConfig]
@@ -80,3 +102,23 @@ def lab_config(lab: LabState, sums: dict[str, dict[int, str]]) -> ConfigFactory:
         return load_config(raw)
 
     return make
+
+
+@pytest.fixture
+def installed(lab, systemd_hosts, lab_config, lab_images) -> tuple[StackConfig, list[NodeJob]]:
+    """Every systemd host removed and its Node deleted, given a swap line in fstab, then installed
+    with the lab stack as the program would (cluster objects first), images imported, Nodes Ready."""
+    config = lab_config()
+    removed = run_all(removal_jobs(config, systemd_hosts))
+    failures = [str(r) for r in removed.values() if isinstance(r, remote.HostError)]
+    assert not failures, "\n".join(failures)
+    cluster.delete_nodes(h.name for h in systemd_hosts)  # until removal does it: a fresh registration
+    for host in systemd_hosts:
+        remote.shell(host, f"grep -q '^{SWAP_LINE}' /etc/fstab || echo '{SWAP_LINE}' >> /etc/fstab")
+    cluster.apply(cluster.program_objects(config))
+    jobs = install_jobs(config, systemd_hosts)
+    install(jobs)
+    for host in systemd_hosts:
+        images.load(host, lab_images)
+    cluster.wait_ready(h.name for h in systemd_hosts)
+    return config, jobs

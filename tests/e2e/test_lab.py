@@ -1,15 +1,13 @@
-"""End to end on real systemd hosts: the program's own remote commands, run over SSH.
-
-The binaries the mirror serves are PLACEHOLDERS (lab/placeholder.c), not Kubernetes: they
-log the arguments they were started with and stay running. Real binaries come later.
+"""End to end on real systemd hosts: the program's own remote commands, run over SSH, with the
+real binaries (built from Go modules) against the lab's real control plane. These tests are about
+what lands on hosts; test_cluster.py is about what the cluster then sees.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import ipaddress
 import re
-import shlex
 import threading
 import time
 
@@ -17,90 +15,26 @@ import pytest
 import yaml
 from cryptography import x509
 
-from components.config import StackConfig
 from components.host_paths import PATHS
-from components.install_plan import NodePlan
 from components.node_files import PLACEHOLDER_SECRETS, node_files
 from components.render import render_stack
+from lab import cluster, mirror, network, remote
 from lab import hosts as lab_hosts
-from lab import remote
 from lab.install import NodeJob, install_jobs, lab_secrets, removal_jobs, run_all
 from lab.paths import KNOWN_HOSTS, LAB_CA_CERT
-
-SERVICES = ("containerd", "kubelet", "kube-proxy")
-PLACEHOLDER_LOG = "/var/log/k8s-workers-placeholders.log"
-SWAP_LINE = "/swapfile none swap sw 0 0"
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def host_files(host: lab_hosts.LabHost, paths: list[str]) -> dict[str, tuple[str, ...] | None]:
-    """path -> (mode, owner, group, inode, mtime, sha256), or None when missing: one SSH session."""
-    quoted = " ".join(shlex.quote(p) for p in paths)
-    out = remote.shell(
-        host,
-        f'for p in {quoted}; do if [ -e "$p" ]; then '
-        'printf \'%s\\t%s %s\\n\' "$p" "$(stat -c \'%a %U %G %i %.9Y\' "$p")" "$(sha256sum < "$p" | cut -d\' \' -f1)"; '
-        "else printf '%s\\tMISSING\\n' \"$p\"; fi; done",
-    )
-    result: dict[str, tuple[str, ...] | None] = {}
-    for line in out.splitlines():
-        path, _, rest = line.partition("\t")
-        result[path] = None if rest == "MISSING" else tuple(rest.split())
-    return result
-
-
-def all_paths(plan: NodePlan) -> list[str]:
-    paths = [f.path for f in plan.files]
-    for artifact in plan.artifacts:
-        if artifact.archive_dir is None:
-            paths.append(f"{artifact.dest_dir}/{artifact.name}")
-    paths += ["/usr/local/bin/containerd", "/usr/local/bin/containerd-shim-runc-v2", "/opt/cni/bin/bridge"]
-    return paths
-
-
-def placeholder_starts(host: lab_hosts.LabHost) -> list[tuple[str, str]]:
-    """(service binary, arguments) for every placeholder start, oldest first."""
-    out = remote.shell(host, f"cat {PLACEHOLDER_LOG} 2>/dev/null || true")
-    starts = []
-    for line in out.splitlines():
-        match = re.match(r"(\S+) pid=\d+ args:(.*)$", line)
-        if match:
-            starts.append((match.group(1), match.group(2).strip()))
-    return starts
-
-
-def main_pids(host: lab_hosts.LabHost) -> dict[str, str]:
-    out = remote.shell(host, "systemctl show -p MainPID --value " + " ".join(SERVICES))
-    return dict(zip(SERVICES, out.split(), strict=True))
-
-
-def install(jobs: list[NodeJob]) -> dict[str, remote.RemoteResult]:
-    results = run_all(jobs)
-    failures = [str(r) for r in results.values() if isinstance(r, remote.HostError)]
-    assert not failures, "\n".join(failures)
-    return results  # type: ignore[return-value]
-
-
-def sha(data: str | bytes) -> str:
-    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
-
-
-@pytest.fixture
-def installed(lab, systemd_hosts, lab_config) -> tuple[StackConfig, list[NodeJob]]:
-    """Every systemd host cleaned, given a swap line in fstab, then installed with the lab stack."""
-    config = lab_config()
-    run_all(removal_jobs(config, systemd_hosts))
-    for host in systemd_hosts:
-        remote.shell(
-            host,
-            f"rm -f {PLACEHOLDER_LOG}; grep -q '^{SWAP_LINE}' /etc/fstab || echo '{SWAP_LINE}' >> /etc/fstab",
-        )
-    jobs = install_jobs(config, systemd_hosts)
-    install(jobs)
-    return config, jobs
-
+from tests.e2e.helpers import (
+    SERVICES,
+    SWAP_LINE,
+    all_paths,
+    command_lines,
+    host_files,
+    install,
+    main_pids,
+    node_ready_since,
+    sha,
+    snapshot,
+    wait_for,
+)
 
 # ------------------------------------------------------------------ what lands
 
@@ -110,7 +44,8 @@ def test_every_file_of_the_file_map_lands_as_rendered(installed, tmp_path):
     render_stack(config, tmp_path)
     for job in jobs:
         node = next(n for n in config.nodes if n.name == job.host.name)
-        with_secrets = {f.path: f.content for f in node_files(config.cluster, node, lab_secrets(node.name))}
+        node_secrets = lab_secrets(node.name, config.cluster.bootstrap_token_ttl_hours)
+        with_secrets = {f.path: f.content for f in node_files(config.cluster, node, node_secrets, config.nodes)}
         placeholders = {f.path for f in node_files(config.cluster, node, PLACEHOLDER_SECRETS) if f.secret}
         on_host = host_files(job.host, [f.path for f in job.plan.files])
         # The kube-proxy credential on the host chains to the lab CA, as the program's would.
@@ -135,9 +70,10 @@ def test_units_are_loaded_enabled_running_and_verify_clean(installed):
     _, jobs = installed
     for job in jobs:
         out = remote.shell(
-            job.host, "systemctl show -p Id -p LoadState -p UnitFileState -p ActiveState " + " ".join(SERVICES)
+            job.host, "systemctl show -p Id -p LoadState -p UnitFileState -p ActiveState " + " ".join(job.plan.services)
         )
         blocks = [dict(line.split("=", 1) for line in block.splitlines()) for block in out.strip().split("\n\n")]
+        assert len(blocks) == len(job.plan.services) == 4  # containerd, kubelet, kube-proxy, pod routes
         for block in blocks:
             assert (block["LoadState"], block["UnitFileState"], block["ActiveState"]) == (
                 "loaded",
@@ -169,7 +105,7 @@ def _exec_start(unit: str) -> str:
 
 
 def test_services_run_with_exactly_the_declared_arguments(installed):
-    """What the unit files declare, expanded as systemd does, is what each placeholder saw."""
+    """What the unit files declare, expanded as systemd does, is what each service runs with."""
     _, jobs = installed
     for job in jobs:
         files = {f.path: f.content for f in job.plan.files}
@@ -178,14 +114,14 @@ def test_services_run_with_exactly_the_declared_arguments(installed):
             env[match.group(1)] = match.group(2)
         env |= _env_file(files[PATHS.kubelet_flags]) | _env_file(files[PATHS.kubelet_extra_args])
         expected = {
-            "kubelet": " ".join(_expand(_exec_start(files[PATHS.kubelet_dropin]), env).split()[1:]),
-            "kube-proxy": _exec_start(files[PATHS.kube_proxy_unit]).split(" ", 1)[1],
-            "containerd": _exec_start(files[PATHS.containerd_unit]).split(" ", 1)[1],
+            "kubelet": _expand(_exec_start(files[PATHS.kubelet_dropin]), env).split(),
+            "kube-proxy": _exec_start(files[PATHS.kube_proxy_unit]).split(),
+            "containerd": _exec_start(files[PATHS.containerd_unit]).split(),
         }
-        seen = dict(placeholder_starts(job.host))
-        for service, args in expected.items():
-            assert seen[service] == args, f"{job.host.name}: {service}"
-        assert f"--node-ip={job.host.address}" in seen["kubelet"]
+        running = command_lines(job.host)
+        for service, argv in expected.items():
+            assert running[service] == argv, f"{job.host.name}: {service}"
+        assert f"--node-ip={job.host.address}" in running["kubelet"]
 
 
 def test_swap_is_off_and_stays_off_after_a_reboot(installed, lab):
@@ -201,6 +137,7 @@ def test_swap_is_off_and_stays_off_after_a_reboot(installed, lab):
     assert remote.shell(host, "systemctl is-enabled swap.target || true").strip() == "masked"
     assert remote.shell(host, "cat /proc/swaps").strip().splitlines()[1:] == []
     assert remote.shell(host, "systemctl is-active kubelet kube-proxy containerd").split() == ["active"] * 3
+    cluster.wait_ready([host.name])
 
 
 def test_sysctl_and_module_files_are_in_place_and_limits_are_reported(installed):
@@ -208,13 +145,44 @@ def test_sysctl_and_module_files_are_in_place_and_limits_are_reported(installed)
     for job in jobs:
         out = remote.shell(job.host, f"cat {PATHS.sysctl} {PATHS.modules_load}")
         assert "net.ipv4.ip_forward = 1" in out and "br_netfilter" in out
-    # A container cannot apply kernel settings: the first install said so, by name.
+        # In effect on the host: what the kubelet and kube-proxy need (set by the lab from outside,
+        # as a container cannot; the install found them right and left them alone).
+        values = remote.shell(
+            job.host, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables"
+        )
+        assert values.split() == ["1", "1"]
+    # What a container cannot apply, the install reports by name: the one setting the lab leaves to it.
     config, _ = installed
     result = install(install_jobs(config, [jobs[0].host]))[jobs[0].host.name]
-    warnings = result.summary["warnings"]
-    assert warnings, "nothing reported although /proc/sys is read-only in the lab"
-    assert all(re.search(r"(sysctl \S+=\S+|kernel module \S+)", w) for w in warnings)
-    assert any(PATHS.sysctl in w for w in warnings)
+    warnings = [w for w in result.summary["warnings"] if "cgroup v1" not in w]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("sysctl net.bridge.bridge-nf-call-ip6tables=1 could not be applied")
+    assert PATHS.sysctl in warnings[0]
+
+
+def test_a_cgroup_v1_host_is_refused_unless_allowed(lab, lab_config, systemd_hosts):
+    """This machine is cgroup v1: the lab stack opts in (allowCgroupV1), and without it the
+    install refuses before any change, saying what to do."""
+    if not stack_cgroup_v1():
+        pytest.skip("this machine uses cgroup v2: the refusal path needs a cgroup v1 host")
+    config = lab_config(edit=lambda raw: raw["defaults"].pop("allowCgroupV1"))
+    run_all(removal_jobs(config, systemd_hosts[:1]))
+    job = install_jobs(config, systemd_hosts[:1])[0]
+    result = remote.run(job.host, job.command, job.stdin)
+    assert result.returncode != 0
+    assert "uses cgroup v1, which the kubelet refuses from Kubernetes 1.35 on" in result.stderr
+    assert "allowCgroupV1: true" in result.stderr
+    assert all(v is None for v in host_files(job.host, [*all_paths(job.plan), PATHS.state_dir]).values())
+    allowed = install(install_jobs(lab_config(), systemd_hosts[:1]))[job.host.name]
+    assert any("cgroup v1" in w and "being removed" in w for w in allowed.summary["warnings"])
+    kubelet_config = yaml.safe_load(remote.shell(job.host, f"cat {PATHS.kubelet_config}"))
+    assert kubelet_config["failCgroupV1"] is False
+
+
+def stack_cgroup_v1() -> bool:
+    from lab import stack
+
+    return stack.cgroup_v1_machine()
 
 
 # ------------------------------------------------------------------ re-runs and changes
@@ -223,16 +191,16 @@ def test_sysctl_and_module_files_are_in_place_and_limits_are_reported(installed)
 def test_second_install_writes_nothing_and_restarts_nothing(installed):
     _, jobs = installed
     before = {j.host.name: host_files(j.host, all_paths(j.plan)) for j in jobs}
-    starts = {j.host.name: placeholder_starts(j.host) for j in jobs}
     pids = {j.host.name: main_pids(j.host) for j in jobs}
+    ready_since = {j.host.name: node_ready_since(j.host.name) for j in jobs}
     results = install(jobs)
     for job in jobs:
         summary = results[job.host.name].summary
         for key in ("files_changed", "modes_fixed", "binaries_changed", "services_restarted", "services_started"):
             assert summary[key] == [], (job.host.name, key)
         assert host_files(job.host, all_paths(job.plan)) == before[job.host.name]  # inode and mtime too
-        assert placeholder_starts(job.host) == starts[job.host.name]
         assert main_pids(job.host) == pids[job.host.name]
+        assert node_ready_since(job.host.name) == ready_since[job.host.name]  # the Node stayed Ready
 
 
 def _changed_pids(before: dict[str, str], after: dict[str, str]) -> set[str]:
@@ -258,8 +226,14 @@ def test_one_change_rewrites_one_file_and_restarts_one_service(
         assert summary["files_changed"] == [changed_file]
         assert summary["services_restarted"] == [service]
         assert _changed_pids(pids[job.host.name], main_pids(job.host)) == {service}
+    names = [j.host.name for j in jobs]
     if service == "kubelet":
         assert "maxPods: 77" in remote.shell(jobs[0].host, f"cat {PATHS.kubelet_config}")
+        wait_for(  # the restarted kubelet reports the new capacity
+            "pods capacity 77 on every Node",
+            lambda: all(cluster.nodes()[n]["status"]["capacity"]["pods"] == "77" for n in names),
+        )
+    cluster.wait_ready(names)
 
 
 def test_new_binary_checksum_replaces_that_binary(installed, lab_config, systemd_hosts, sums):
@@ -273,17 +247,25 @@ def test_new_binary_checksum_replaces_that_binary(installed, lab_config, systemd
         assert summary["services_restarted"] == ["kubelet"]
         digest = host_files(job.host, ["/usr/local/bin/kubelet"])["/usr/local/bin/kubelet"][-1]  # type: ignore[index]
         assert digest == sums["kubelet"][2]
+    cluster.wait_ready([j.host.name for j in jobs])
 
 
 # ------------------------------------------------------------------ removal
 
 
-def test_removal_leaves_no_file_or_unit_of_ours(installed, lab_config, systemd_hosts):
+def test_removal_leaves_no_file_or_unit_of_ours(installed, lab_config, systemd_hosts, clean_snapshots):
+    """After pods ran (every node has its own and kube-proxy programmed a Service), removal leaves
+    no mount, network namespace, link, route, iptables chain or rule, nftables table, file,
+    directory, unit or process that was not there before the first install."""
     config, jobs = installed
+    from tests.e2e.test_cluster import run_workload
+
+    run_workload([j.host.name for j in jobs])
     results = run_all(removal_jobs(config, systemd_hosts))
     for job in jobs:
         result = results[job.host.name]
         assert not isinstance(result, remote.HostError), result
+        assert snapshot(job.host).added_since(clean_snapshots[job.host.name]) == {}, job.host.name
         leftovers = {
             p for p, v in host_files(job.host, [*all_paths(job.plan), PATHS.state_dir]).items() if v is not None
         }
@@ -291,11 +273,7 @@ def test_removal_leaves_no_file_or_unit_of_ours(installed, lab_config, systemd_h
         for service in SERVICES:
             state = remote.shell(job.host, f"systemctl show -p LoadState --value {service}").strip()
             assert state == "not-found", service
-        for folder in ("/etc/kubernetes", "/var/lib/kubelet", "/var/lib/kube-proxy", "/etc/containerd"):
-            assert remote.run(job.host, f"test -e {folder}").returncode != 0, folder
         assert SWAP_LINE in remote.shell(job.host, "cat /etc/fstab").splitlines()
-        wants = remote.shell(job.host, "ls /etc/systemd/system/multi-user.target.wants/").split()
-        assert not {f"{service}.service" for service in SERVICES} & set(wants), wants
         assert remote.shell(job.host, "systemctl is-enabled swap.target 2>&1 || true").strip() != "masked"
 
 
@@ -342,6 +320,7 @@ def test_killed_install_leaves_old_or_new_never_partial_and_converges(installed,
         assert leftovers.strip() == "", leftovers
         install([job_a])  # back to A for the next round
     assert killed >= 1, "no run was interrupted: the kill came too late every time"
+    cluster.wait_ready([job_a.host.name])
 
 
 def test_wrong_sha256_stops_the_install_and_keeps_the_old_binary(installed, lab_config, systemd_hosts, sums):
@@ -350,7 +329,7 @@ def test_wrong_sha256_stops_the_install_and_keeps_the_old_binary(installed, lab_
     def wrong(raw: dict) -> None:
         # The mirror serves generation 2; the config expects a checksum nothing has.
         kubelet = raw["cluster"]["binaries"]["artifacts"]["kubelet"]
-        kubelet["url"] = kubelet["url"].replace("-g1", "-g2")
+        kubelet["url"] = mirror.url_template("kubelet", 2)
         kubelet["sha256"] = {"amd64": sha("not what the mirror serves")}
 
     results = run_all(install_jobs(lab_config(edit=wrong), systemd_hosts))
@@ -365,7 +344,8 @@ def test_wrong_sha256_stops_the_install_and_keeps_the_old_binary(installed, lab_
 
 def test_one_host_down_fails_only_that_host(installed, systemd_hosts):
     _, jobs = installed
-    down = lab_hosts.LabHost("lab-down", "127.0.0.60", "/nonexistent", None, jobs[0].host.host_key)
+    nobody = str(network.SUBNET.broadcast_address - 1)  # on the lab network, no host there
+    down = lab_hosts.LabHost("lab-down", nobody, "/nonexistent", None, jobs[0].host.host_key)
     ghost = NodeJob(down, jobs[0].plan, jobs[0].command, jobs[0].stdin)
     started = time.monotonic()
     results = run_all([*jobs, ghost])
@@ -393,7 +373,7 @@ def test_host_without_systemd_is_refused_before_any_change(lab_config, bare_host
             {
                 "name": bare_host.name,
                 "address": bare_host.address,
-                "podCidr": "10.244.99.0/24",
+                "podCidr": "10.200.99.0/24",
                 "ssh": {"hostKey": bare_host.host_key},
             }
         )
@@ -407,32 +387,38 @@ def test_host_without_systemd_is_refused_before_any_change(lab_config, bare_host
 
 def test_host_without_a_needed_tool_is_refused_before_any_change(lab, lab_config, systemd_hosts):
     config = lab_config()
-    run_all(removal_jobs(config, systemd_hosts))
     job = install_jobs(config, systemd_hosts)[0]
-    remote.shell(job.host, "mv /usr/sbin/conntrack /usr/sbin/conntrack.hidden")
+    run_all(removal_jobs(config, [job.host]))
+    remote.shell(job.host, "mv /usr/sbin/ip /usr/sbin/ip.hidden")
     try:
         result = remote.run(job.host, job.command, job.stdin)
         assert result.returncode != 0
-        assert "missing tools: conntrack" in result.stderr
+        assert "missing tools: ip " in result.stderr  # bridge mode routes pod networks with iproute2
+        assert "conntrack" not in result.stderr  # kube-proxy no longer needs it (1.32+)
         assert all(v is None for v in host_files(job.host, [*all_paths(job.plan), PATHS.state_dir]).values())
     finally:
-        remote.shell(job.host, "mv /usr/sbin/conntrack.hidden /usr/sbin/conntrack")
+        remote.shell(job.host, "mv /usr/sbin/ip.hidden /usr/sbin/ip")
 
 
-def test_lab_hosts_listen_only_on_loopback(lab):
+def test_lab_hosts_live_on_the_lab_network_only(lab):
     for host in lab.hosts:
-        assert host.address.startswith("127.0.0.") and host.address != "127.0.0.1"
-        # Lab hosts share this machine's network: only sockets of the host's own processes count.
-        listening = remote.shell(host, "ss -ltnpH | awk '/users:/ {print $4}'").split()
-        assert listening == [f"{host.address}:22"], listening
+        address = ipaddress.ip_address(host.address)
+        assert address in network.SUBNET and address != ipaddress.ip_address(network.GATEWAY)
+        assert address not in ipaddress.ip_network("192.0.2.0/24")  # this machine's own network
+        routes = remote.shell(host, "ip route").splitlines()
+        assert not [r for r in routes if r.startswith("default")], routes  # nothing beyond this machine
+        sshd = remote.shell(host, "ss -ltnpH | awk '/sshd/ {print $4}'").split()
+        assert sshd == [f"{host.address}:22"], sshd
 
 
 def test_lab_is_idempotent(lab):
     from lab.__main__ import up
 
     before = [(h.name, h.pid) for h in lab.hosts]
+    control_plane = dict(lab.control_plane)
     again = up(nodes=len([h for h in lab.hosts if h.init == "systemd"]), bare=1)
     assert [(h.name, h.pid) for h in again.hosts] == before
+    assert again.control_plane == control_plane
 
 
 def test_the_suite_runs_what_the_program_declares(lab, sums, systemd_hosts, lab_config):

@@ -1,0 +1,87 @@
+"""Asking the lab cluster, as an operator would: `kubectl` (built with the lab's binaries) with
+the lab's admin kubeconfig.
+
+The e2e suite runs the program's remote commands itself, so it also creates what the program
+declares in the cluster (its ClusterRoleBindings and each node's bootstrap-token Secret), from the
+same pure functions the components use.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from components.cluster_objects import bootstrap_token_secret, cluster_role_bindings, token_expiration
+from components.config import StackConfig
+from lab import build
+from lab.install import lab_token
+from lab.paths import ADMIN_KUBECONFIG
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def kubectl(
+    *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(build.binary("kubectl")), f"--kubeconfig={ADMIN_KUBECONFIG}", *args],
+        input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    if check and result.returncode != 0:
+        raise ClusterError(f"kubectl {' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}")
+    return result
+
+
+def get(*args: str) -> Any:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+def apply(manifests: Iterable[dict[str, Any]]) -> None:
+    document = {"apiVersion": "v1", "kind": "List", "items": list(manifests)}
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(document))
+
+
+def program_objects(config: StackConfig) -> list[dict[str, Any]]:
+    """What the program's ClusterBootstrap and WorkerNodes declare, with the lab's tokens."""
+    objects = cluster_role_bindings(config.cluster)
+    for node in config.nodes:
+        token, issued_at = lab_token(node.name)
+        token_id, token_secret = token.split(".")
+        expiration = token_expiration(issued_at, config.cluster.bootstrap_token_ttl_hours)
+        objects.append(bootstrap_token_secret(node.name, token_id, token_secret, expiration))
+    return objects
+
+
+def conditions(node: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+
+
+def nodes() -> dict[str, dict[str, Any]]:
+    return {n["metadata"]["name"]: n for n in get("nodes")["items"]}
+
+
+def wait_ready(names: Iterable[str], timeout: float = 180) -> dict[str, float]:
+    """Seconds until each node is Ready (from this call); raises naming the ones that are not."""
+    started = time.monotonic()
+    pending, seen = set(names), {}
+    while pending and time.monotonic() - started < timeout:
+        current = nodes()
+        for name in sorted(pending):
+            if conditions(current.get(name, {})).get("Ready") == "True":
+                seen[name] = time.monotonic() - started
+                pending.discard(name)
+        if pending:
+            time.sleep(0.5)
+    if pending:
+        raise ClusterError(f"not Ready after {timeout:.0f} s: {', '.join(sorted(pending))}")
+    return seen
+
+
+def delete_nodes(names: Iterable[str]) -> None:
+    for name in names:
+        kubectl("delete", "node", name, "--ignore-not-found", "--wait=false")

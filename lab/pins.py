@@ -1,0 +1,18 @@
+"""The one place for the lab's pins: which Go module versions make its real binaries.
+
+These resolve on the Go module proxy (v1.37.3 of k8s.io/kubernetes does not, and v1.34.5's staging
+modules partly answer 403). Changing a pin changes the build cache key, so the next `lab build`
+makes new binaries and never mixes generations.
+"""
+
+from __future__ import annotations
+
+KUBERNETES = "v1.37.2"  # the lab cluster's control plane and the nodes' default version
+KUBERNETES_EXTRA = ("v1.36.4",)  # built on request (`lab build --kubernetes v1.36.4`): upgrade tests
+ETCD = "v3.7.0"  # what k8s.io/kubernetes v1.37.2 pins
+CONTAINERD = "v2.1.5"
+RUNC = "v1.3.4"
+CNI_PLUGINS = "v1.7.1"
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"  # the program's default sandbox image, built as a lab fixture
+WORKLOAD_IMAGE = "registry.k8s.io/k8s-workers-lab/echo:1.0"  # a tiny HTTP server the lab tests run in pods
+GO_MINIMUM = (1, 26)  # k8s.io/kubernetes v1.37 says `go 1.26.0`

@@ -1,0 +1,146 @@
+"""What the lab suite asks of hosts and of the cluster, shared by its test modules."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import time
+from dataclasses import dataclass
+
+from components.install_plan import NodePlan
+from lab import cluster, remote
+from lab.hosts import LabHost
+from lab.install import NodeJob, run_all
+
+SERVICES = ("containerd", "kubelet", "kube-proxy")
+SWAP_LINE = "/swapfile none swap sw 0 0"
+
+
+def sha(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def install(jobs: list[NodeJob]) -> dict[str, remote.RemoteResult]:
+    results = run_all(jobs)
+    failures = [str(r) for r in results.values() if isinstance(r, remote.HostError)]
+    assert not failures, "\n".join(failures)
+    return results  # type: ignore[return-value]
+
+
+def host_files(host: LabHost, paths: list[str]) -> dict[str, tuple[str, ...] | None]:
+    """path -> (mode, owner, group, inode, mtime, sha256), or None when missing: one SSH session."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    out = remote.shell(
+        host,
+        f'for p in {quoted}; do if [ -e "$p" ]; then '
+        'printf \'%s\\t%s %s\\n\' "$p" "$(stat -c \'%a %U %G %i %.9Y\' "$p")" "$(sha256sum < "$p" | cut -d\' \' -f1)"; '
+        "else printf '%s\\tMISSING\\n' \"$p\"; fi; done",
+    )
+    result: dict[str, tuple[str, ...] | None] = {}
+    for line in out.splitlines():
+        path, _, rest = line.partition("\t")
+        result[path] = None if rest == "MISSING" else tuple(rest.split())
+    return result
+
+
+def all_paths(plan: NodePlan) -> list[str]:
+    paths = [f.path for f in plan.files]
+    for artifact in plan.artifacts:
+        if artifact.archive_dir is None:
+            paths.append(f"{artifact.dest_dir}/{artifact.name}")
+    paths += ["/usr/local/bin/containerd", "/usr/local/bin/containerd-shim-runc-v2", "/opt/cni/bin/bridge"]
+    return paths
+
+
+def main_pids(host: LabHost) -> dict[str, str]:
+    out = remote.shell(host, "systemctl show -p MainPID --value " + " ".join(SERVICES))
+    return dict(zip(SERVICES, out.split(), strict=True))
+
+
+def command_lines(host: LabHost) -> dict[str, list[str]]:
+    """Each service's running command line, read from /proc of its main process."""
+    script = (
+        "for s in " + " ".join(SERVICES) + "; do "
+        'pid=$(systemctl show -p MainPID --value "$s"); printf "%s\\t" "$s"; '
+        "tr '\\0' '\\t' < /proc/$pid/cmdline; echo; done"
+    )
+    lines = {}
+    for line in remote.shell(host, script).splitlines():
+        service, *argv = [part for part in line.split("\t") if part]
+        lines[service] = argv
+    return lines
+
+
+def node_ready_since(name: str) -> str:
+    """The Ready condition's lastTransitionTime: unchanged while the Node stays Ready."""
+    node = cluster.nodes()[name]
+    (ready,) = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready["status"] == "True", (name, ready)
+    return ready["lastTransitionTime"]
+
+
+# Everything a node could leave behind, read in one SSH session; paths under noisy system
+# folders (journal, sshd's and systemd's own state) are left out.
+SNAPSHOT = r"""
+echo '## files'
+find / /run -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /tmp -o -path /var/tmp \
+  -o -path /var/log/journal -o -path /run/log -o -path /run/systemd -o -path /run/user \
+  -o -path /var/lib/systemd -o -path /run/sshd -o -path /run/k8sw-lab -o -path /var/cache \
+  -o -path /var/log/wtmp -o -path /var/log/btmp -o -path /var/log/lastlog -o -path /run/utmp \
+  -o -path /root/.ssh -o -path /run/lock \) -prune -o -print | sort
+echo '## mounts'
+findmnt -rn -o TARGET | grep -vE '^/(proc|sys|dev)(/|$)' | sort
+echo '## links'
+ip -o link | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | sort
+echo '## routes'
+ip route | sort
+echo '## netns'
+ls /run/netns 2>/dev/null | sort
+echo '## iptables'
+{ iptables-save; ip6tables-save; } 2>/dev/null | grep -E '^[:*-]' | grep -v '^-A ' | sed 's/ \[.*//' | sort -u
+echo '## iptables-rules'
+{ iptables-save; ip6tables-save; } 2>/dev/null | grep '^-A ' | sort
+echo '## nft'
+nft list tables 2>/dev/null | sort
+echo '## units'
+systemctl list-units --all --plain --no-legend 2>/dev/null | awk '{print $1}' | sort
+systemctl list-unit-files --no-legend 2>/dev/null | awk '{print $1}' | sort
+echo '## processes'
+ps -eo comm= | sort -u
+"""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    sections: dict[str, frozenset[str]]
+
+    def added_since(self, before: Snapshot) -> dict[str, list[str]]:
+        return {
+            name: sorted(lines - before.sections.get(name, frozenset()))
+            for name, lines in self.sections.items()
+            if lines - before.sections.get(name, frozenset())
+        }
+
+
+def snapshot(host: LabHost) -> Snapshot:
+    sections: dict[str, set[str]] = {}
+    current = ""
+    for line in remote.shell(host, SNAPSHOT).splitlines():
+        if line.startswith("## "):
+            current = line[3:]
+            sections.setdefault(current, set())
+        elif line.strip():
+            sections[current].add(line.strip())
+    return Snapshot({k: frozenset(v) for k, v in sections.items()})
+
+
+def wait_for(what: str, check, timeout: float = 120, every: float = 1.0):  # type: ignore[no-untyped-def]
+    """Poll `check()` until it returns something truthy; its last value in the failure message."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what}: not after {timeout:.0f} s (last: {value!r})")
