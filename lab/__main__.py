@@ -48,8 +48,10 @@ def up(nodes: int, bare: int = 0) -> LabState:
         state.mirror_pid = mirror.start()
         state.save()
     binaries = {name: build.binary(name) for name in ("etcd", *build.CONTROL_PLANE_BINARIES)}
-    state.control_plane = control_plane.up(state.control_plane, binaries)
-    state.save()
+    try:
+        control_plane.up(state.control_plane, binaries)
+    finally:
+        state.save()  # what started is on disk, even when a later component failed
 
     known = {h.pid for h in state.hosts if h.pid is not None}
     _stop_orphans(known)
@@ -100,7 +102,8 @@ def down() -> None:
         lab_hosts.remove_cgroups(leftover)
         network.remove_host(leftover)
     mirror.stop(state.mirror_pid)
-    control_plane.stop(state.control_plane, wipe=True)
+    control_plane.stop(state.control_plane)
+    control_plane.stop({p.name: p.pid for p in control_plane.orphans()}, wipe=True)
     network.remove_bridge()
     LabState().save()
     stack.STACK_FILE.unlink(missing_ok=True)

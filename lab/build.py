@@ -143,7 +143,8 @@ def _go(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, 
             f"{step}: `go` is not on PATH; install Go {'.'.join(map(str, pins.GO_MINIMUM))} or newer"
         ) from None
     if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        # `go mod download -json` reports its errors on stdout, in the JSON's "Error" field
+        tail = "\n".join((result.stderr.strip() or result.stdout.strip()).splitlines()[-15:])
         hint = ""
         if re.search(r"proxy\.golang\.org|dial tcp|no such host|i/o timeout|connection refused|403 Forbidden", tail):
             hint = f"\n(the Go module proxy could not be reached or refused the module: GOPROXY={_goproxy()})"
@@ -220,8 +221,8 @@ def build_one(build: GoBuild, go: str) -> Path:
         args += ["-tags", ",".join(build.tags)]
     if build.ldflags:
         args += ["-ldflags", " ".join(build.ldflags)]
-    # One `go build` for several packages shares compiled dependencies; output names are the packages' last element.
-    _go(*args, *build.binaries.values(), cwd=work, env=env, step=f"{build.name} {build.version}: go build")
+    if build.binaries:  # one `go build` for several packages shares their compiled dependencies
+        _go(*args, *build.binaries.values(), cwd=work, env=env, step=f"{build.name} {build.version}: go build")
     for output, package in build.binaries.items():
         built = work / "bin" / _go_output_name(package)
         if built.name != output:

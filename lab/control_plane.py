@@ -193,6 +193,16 @@ def _port_in_use(address: str, port: int) -> bool:
         return probe.connect_ex((address, port)) == 0
 
 
+def ensure_ports_free(name: str, listening: dict[str, tuple[str, int]]) -> None:
+    """Before starting `name`: each of its ports free, or an error saying which and what to do."""
+    for what, (address, port) in listening.items():
+        if what.split()[0] == name and _port_in_use(address, port):
+            raise ControlPlaneError(
+                f"{what}: {address}:{port} is already in use by another program; stop it "
+                "(K8SW_LAB_APISERVER_PORT moves the apiserver) and run `lab up` again"
+            )
+
+
 def is_ours(name: str, pid: int | None) -> bool:
     if pid is None:
         return False
@@ -212,13 +222,20 @@ _children: dict[int, subprocess.Popen] = {}
 
 
 def _start(name: str, argv: list[str]) -> int:
-    log = open(CONTROL_PLANE / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    log = open(CONTROL_PLANE / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child; one run per log
     process = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     log.close()
     _children[process.pid] = process
     return process.pid
+
+
+def _alive(name: str, pid: int) -> bool:
+    """Still running: a child of ours is asked directly (its /proc cmdline can read empty just after
+    the fork), anything else by its command line."""
+    child = _children.get(pid)
+    return child.poll() is None if child is not None else is_ours(name, pid)
 
 
 def _log_tail(name: str, lines: int = 15) -> str:
@@ -254,7 +271,7 @@ def _wait(name: str, pid: int) -> None:
     while time.monotonic() < deadline:
         if _healthy(name):
             return
-        if not is_ours(name, pid):
+        if not _alive(name, pid):
             raise ControlPlaneError(
                 f"{name} exited while starting; {CONTROL_PLANE / (name + '.log')} ends:\n{_log_tail(name)}"
             )
@@ -263,24 +280,46 @@ def _wait(name: str, pid: int) -> None:
 
 
 def up(pids: dict[str, int], bin_dir: dict[str, Path]) -> dict[str, int]:
-    """Start what is not running (in order, each healthy before the next); name -> PID."""
+    """Start what is not running (in order, each healthy before the next). `pids` (name -> PID) is
+    updated as each starts, so a caller that saves it on failure knows what to stop."""
     CONTROL_PLANE.mkdir(parents=True, exist_ok=True)
     ensure_credentials()
-    running = {name: pid for name, pid in pids.items() if is_ours(name, pid)}
+    for name, pid in list(pids.items()):
+        if not is_ours(name, pid):
+            del pids[name]
+    recorded = set(pids.values())
+    stop({p.name: p.pid for p in orphans() if p.pid not in recorded})  # a killed run's leftovers
     argv = commands(bin_dir)
     for name in ORDER:
-        if name in running and _healthy(name):
+        if name in pids and _healthy(name):
             continue
-        stop({name: running.pop(name)} if name in running else {})
-        for what, (address, port) in ports().items():
-            if what.split()[0] == name and _port_in_use(address, port):
-                raise ControlPlaneError(
-                    f"{what}: {address}:{port} is already in use by another program; stop it or set "
-                    "K8SW_LAB_APISERVER_PORT (apiserver) before `lab up`"
-                )
-        running[name] = _start(name, argv[name])
-        _wait(name, running[name])
-    return running
+        stop({name: pids.pop(name)} if name in pids else {})
+        ensure_ports_free(name, ports())
+        pids[name] = _start(name, argv[name])
+        _wait(name, pids[name])
+    return pids
+
+
+@dataclass(frozen=True)
+class Orphan:
+    name: str
+    pid: int
+
+
+def orphans() -> list[Orphan]:
+    """Control-plane processes of the lab that no state records (a run killed mid-`up`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = Path(cmdline[0].decode(errors="replace")).name
+        if name in ORDER and is_ours(name, int(entry.name)):
+            found.append(Orphan(name, int(entry.name)))
+    return found
 
 
 def stop(pids: dict[str, int], wipe: bool = False) -> None:
