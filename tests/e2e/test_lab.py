@@ -389,7 +389,8 @@ def test_host_without_a_needed_tool_is_refused_before_any_change(lab, lab_config
     config = lab_config()
     job = install_jobs(config, systemd_hosts)[0]
     run_all(removal_jobs(config, [job.host]))
-    remote.shell(job.host, "mv /usr/sbin/ip /usr/sbin/ip.hidden")
+    hidden = remote.shell(job.host, "which -a ip | xargs -n1 readlink -f | sort -u").split()
+    remote.shell(job.host, "".join(f"mv {p} {p}.hidden; " for p in hidden))
     try:
         result = remote.run(job.host, job.command, job.stdin)
         assert result.returncode != 0
@@ -397,7 +398,7 @@ def test_host_without_a_needed_tool_is_refused_before_any_change(lab, lab_config
         assert "conntrack" not in result.stderr  # kube-proxy no longer needs it (1.32+)
         assert all(v is None for v in host_files(job.host, [*all_paths(job.plan), PATHS.state_dir]).values())
     finally:
-        remote.shell(job.host, "mv /usr/sbin/ip.hidden /usr/sbin/ip")
+        remote.shell(job.host, "".join(f"mv {p}.hidden {p}; " for p in hidden))
 
 
 def test_lab_hosts_live_on_the_lab_network_only(lab):
