@@ -23,7 +23,8 @@ workers = {
         node,
         node_credentials(config, node),
         peers=config.nodes,
-        opts=pulumi.ResourceOptions(depends_on=[cluster_bootstrap]),
+        # The bindings themselves, not the component: `pulumi up --target` of one node then works.
+        opts=pulumi.ResourceOptions(depends_on=cluster_bootstrap.bindings),
     )
     for node in config.nodes
 }

@@ -61,12 +61,11 @@ def rss_mib(pid: int) -> float:
 
 
 def node_rss_mib(host: LabHost) -> float:
-    """Resident memory of everything the host runs (its memory cgroup's total_rss)."""
-    memory = [d for d in cgroup_dirs(host.name) if "/memory/" in str(d)]
-    if memory and (memory[0] / "memory.stat").exists():
-        stats = dict(line.split() for line in (memory[0] / "memory.stat").read_text().splitlines())
-        return int(stats.get("total_rss", 0)) / 2**20
-    return float("nan")
+    """Resident memory of every process the host runs (its systemd, sshd, containerd, kubelet,
+    kube-proxy and pods): the sum of their VmRSS, read from the host's own cgroup."""
+    unified = [d for d in cgroup_dirs(host.name) if "/systemd/" in str(d)] or cgroup_dirs(host.name)
+    pids = {int(p) for procs in unified[0].rglob("cgroup.procs") for p in procs.read_text().split()}
+    return sum(rss_mib(pid) for pid in pids if Path(f"/proc/{pid}").exists())
 
 
 def main() -> None:

@@ -12,16 +12,19 @@ from components.config import Cluster
 from components.k8s_names import bootstrap_group_for
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "k8s-workers"}
+# The group only this program's bootstrap tokens carry: the bootstrap roles are bound to it, not to
+# every `system:bootstrappers` member, so a token made for anything else gets no node certificate.
+BOOTSTRAP_GROUP = "system:bootstrappers:k8s-workers"
 
 # (binding name, built-in ClusterRole, subject kind, subject name). kubeadm's choices,
 # minus the seeds' `selfnodeserver`, which no controller honours.
 _BOOTSTRAP_BINDINGS = (
-    ("k8s-workers:kubelet-bootstrap", "system:node-bootstrapper", "Group", "system:bootstrappers"),
+    ("k8s-workers:kubelet-bootstrap", "system:node-bootstrapper", "Group", BOOTSTRAP_GROUP),
     (
         "k8s-workers:node-autoapprove-bootstrap",
         "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
         "Group",
-        "system:bootstrappers",
+        BOOTSTRAP_GROUP,
     ),
     (
         "k8s-workers:node-autoapprove-certificate-rotation",
@@ -58,7 +61,7 @@ def cluster_role_bindings(cluster: Cluster) -> list[dict[str, Any]]:
             cluster.apiserver_kubelet_client_user,
         )
     )
-    if cluster.manage_kube_proxy_rbac:
+    if cluster.manage_kube_proxy_rbac:  # RBAC clusters have `system:node-proxier` already; for those that lack it
         bindings.append(
             cluster_role_binding("k8s-workers:node-proxier", "system:node-proxier", "User", "system:kube-proxy")
         )
@@ -90,9 +93,8 @@ def bootstrap_token_data(node_name: str, token_id: str, token_secret: str, expir
         "token-id": token_id,
         "token-secret": token_secret,
         "expiration": expiration,
-        "usage-bootstrap-authentication": "true",
-        "usage-bootstrap-signing": "true",
-        "auth-extra-groups": bootstrap_group_for(node_name),
+        "usage-bootstrap-authentication": "true",  # no signing: no cluster-info discovery is used
+        "auth-extra-groups": f"{BOOTSTRAP_GROUP},{bootstrap_group_for(node_name)}",
     }
 
 

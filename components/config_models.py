@@ -160,7 +160,13 @@ class Cluster(_Model):
     kube_proxy_certificate: KubeProxyCertificate = KubeProxyCertificate()
     # The user the apiserver presents to kubelets (--kubelet-client-certificate CN).
     apiserver_kubelet_client_user: str = "kube-apiserver-kubelet-client"
-    manage_kube_proxy_rbac: bool = True
+    # Every RBAC cluster binds system:node-proxier to system:kube-proxy by default; true adds ours.
+    manage_kube_proxy_rbac: bool = False
+    # approve: the program approves kubelet-serving CSRs that match the inventory (on every `up`);
+    # manual: you approve them; self-signed: kubelets serve self-signed certificates (no CSR).
+    serving_certificates: Literal["approve", "manual", "self-signed"] = "approve"
+    # An install is done when its Node is Ready: how long to wait for that (0: do not wait).
+    readiness_timeout_seconds: int = Field(300, ge=0, le=3600)
 
     @field_validator("name")
     @classmethod

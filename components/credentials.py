@@ -16,7 +16,9 @@ def node_credentials(config: StackConfig, node: Node) -> NodeCredentials:
         ssh_key: str | None = Path(node.ssh.private_key_file).read_text()
     else:
         ssh_key = config.ssh_private_key
+    kubeconfig = pulumi.Config("kubernetes").get("kubeconfig")  # what the kubernetes provider reads
     return NodeCredentials(
         ca_key_pem=pulumi.Output.secret(config.ca_key_pem),
         ssh_private_key=pulumi.Output.secret(ssh_key) if ssh_key is not None else None,
+        kubeconfig=pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
     )

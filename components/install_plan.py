@@ -42,6 +42,8 @@ class NodePlan:
     kubernetes_version: str
     bridge_name: str | None  # the CNI bridge the node's pods hang off (removed with the node)
     bin_dir: str
+    node_address: str  # the InternalIP the Node must register with
+    readiness_timeout: int  # seconds the install waits for its Node to be Ready (0: not at all)
 
     @property
     def file_dirs(self) -> tuple[str, ...]:
@@ -100,8 +102,8 @@ def tools_for(cluster: Cluster) -> tuple[str, ...]:
     tools.append({"iptables": "iptables", "nftables": "nft", "ipvs": "ipset"}[cluster.kube_proxy.mode])
     if cluster.kube_proxy.mode == "ipvs":
         tools.append("iptables")  # ipvs mode still programs iptables for masquerading
-    if cluster.binaries.source == "download":
-        tools.append("curl")
+    if cluster.binaries.source == "download" or cluster.readiness_timeout_seconds > 0:
+        tools.append("curl")  # downloads, and the readiness gate's question to the API server
         if any(name in _ARCHIVE_DIRS for name in required_artifacts(cluster)):
             tools += ["tar", "gzip"]
     return tuple(tools)
@@ -164,6 +166,8 @@ def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets, peers: tuple[N
         kubernetes_version=cluster.kubernetes_version,
         bridge_name=cluster.cni.bridge_name if cluster.cni.mode == "bridge" else None,
         bin_dir=cluster.binaries.bin_dir,
+        node_address=str(node.address),
+        readiness_timeout=cluster.readiness_timeout_seconds,
     )
 
 

@@ -74,6 +74,8 @@ def kubelet_configuration(cluster: Cluster, node: Node) -> dict[str, Any]:
             kube_reserved=node.kube_reserved,
             taints=node.taints,
             allow_cgroup_v1=node.allow_cgroup_v1,
+            # self-signed: the kubelet serves a certificate of its own and asks for none
+            server_tls_bootstrap=cluster.serving_certificates != "self-signed",
         )
     )
     return deep_merge(base, node.kubelet)

@@ -9,8 +9,6 @@ file of which node changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from components.host_paths import PATHS
 from components.install_plan import NodePlan, sha256_text
 from components.templating import render
@@ -31,23 +29,23 @@ def _shell(user: str) -> str:
     return "/bin/bash" if user == "root" else "sudo -n /bin/bash"
 
 
-def install_manifest(plan: NodePlan, secret_versions: Mapping[str, str]) -> list[str]:
-    """One line per artifact and file. Secret files are named by a version instead of a
-    content hash (a hash of a token would still be derived from it)."""
+SECRET_FILE_MARK = "secret-on-stdin"
+
+
+def install_manifest(plan: NodePlan) -> list[str]:
+    """One line per artifact and file. Secret files carry no hash (a hash of a token is still
+    derived from it) and nothing unknown before the first `up`: the whole manifest is known at
+    the first preview; a new token or certificate shows as a change of the (secret) stdin."""
     lines = [f"artifact {a.name} {a.url} sha256:{a.sha256}" for a in plan.artifacts]
     lines += [f"preinstalled {path}" for path in plan.preinstalled]
     for f in plan.files:
-        version = secret_versions.get(f.path) if f.secret else None
-        if f.secret and version is None:
-            raise ValueError(f"no version given for secret file {f.path}")
-        digest = version if f.secret else f"sha256:{sha256_text(f.content)}"
-        lines.append(f"file {f.path} {f.mode} {digest}")
+        lines.append(f"file {f.path} {f.mode} {SECRET_FILE_MARK if f.secret else f'sha256:{sha256_text(f.content)}'}")
     return lines
 
 
-def install_command(plan: NodePlan, user: str, secret_versions: Mapping[str, str]) -> str:
+def install_command(plan: NodePlan, user: str) -> str:
     header = f"{_shell(user)} -s  # k8s-workers: install node {plan.node}; the script arrives on stdin"
-    return "\n".join([header, *(f"# {line}" for line in install_manifest(plan, secret_versions))]) + "\n"
+    return "\n".join([header, *(f"# {line}" for line in install_manifest(plan))]) + "\n"
 
 
 def removal_command(plan: NodePlan, user: str) -> str:

@@ -22,10 +22,10 @@ from components.cluster_objects import (
     token_expires_at,
 )
 from components.config import Cluster, Node
-from components.host_paths import PATHS
-from components.install_plan import plan_node, sha256_text
+from components.install_plan import plan_node
 from components.node_files import PLACEHOLDER_SECRETS, NodeSecrets
 from components.scripts import install_command, install_script, removal_command
+from components.serving_certificates import ServingCertificates
 
 TOKEN_ID_LENGTH = 6
 TOKEN_SECRET_LENGTH = 16
@@ -35,6 +35,7 @@ TOKEN_SECRET_LENGTH = 16
 class NodeCredentials:
     ca_key_pem: pulumi.Output[str]  # secret
     ssh_private_key: pulumi.Output[str] | None  # secret; None: the SSH agent
+    kubeconfig: pulumi.Output[str] | None = None  # secret; the kubernetes provider's (None: its default)
 
 
 class WorkerNode(pulumi.ComponentResource):
@@ -56,14 +57,16 @@ class WorkerNode(pulumi.ComponentResource):
         prefix = node.name
 
         # Token id and secret come from one random value kept in state, so they change
-        # together and only when replaced on purpose.
-        token = random.RandomString(
+        # together and only when replaced on purpose. A RandomPassword: its result is a secret and
+        # its id is "none" (a RandomString's id is its result, in plaintext in every state export).
+        token = random.RandomPassword(
             f"{prefix}-bootstrap-token",
             length=TOKEN_ID_LENGTH + TOKEN_SECRET_LENGTH,
             upper=False,
             special=False,
             opts=child,
         )
+        # The id names the token's Secret: public by design; the rest stays secret.
         token_id = pulumi.Output.unsecret(token.result.apply(lambda r: r[:TOKEN_ID_LENGTH]))
         token_secret = pulumi.Output.secret(token.result.apply(lambda r: r[TOKEN_ID_LENGTH:]))
         # The moment the token was issued, recorded once in state: an expiry computed
@@ -105,16 +108,7 @@ class WorkerNode(pulumi.ComponentResource):
 
         # What reviewers see: paths, modes and hashes; secrets only by version.
         review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS, peers)
-        command = pulumi.Output.all(token_id, kube_proxy_cert.cert_pem).apply(
-            lambda a: install_command(
-                review_plan,
-                node.ssh.user,
-                {
-                    PATHS.bootstrap_kubeconfig: f"token-id:{a[0]}",
-                    PATHS.kube_proxy_kubeconfig: f"cert-sha256:{sha256_text(a[1])}",
-                },
-            )
-        )
+        command = install_command(review_plan, node.ssh.user)  # known at the first preview
         # What runs: the same plan with the real secrets, on stdin.
         expires_at = issued_at.stdout.apply(
             lambda out: token_expires_at(int(out.strip()), cluster.bootstrap_token_ttl_hours)
@@ -143,6 +137,9 @@ class WorkerNode(pulumi.ComponentResource):
             stdin=script,
             delete=removal_command(review_plan, node.ssh.user),
             logging=remote.Logging.NONE,
+            # Else pulumi-command exports the last stdout to the next command, warning on every
+            # update and delete against an sshd without AcceptEnv.
+            add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[token_secret_object],
@@ -151,6 +148,15 @@ class WorkerNode(pulumi.ComponentResource):
                 delete_before_replace=True,
             ),
         )
+
+        if cluster.serving_certificates == "approve":
+            self.serving_certificates = ServingCertificates(
+                cluster,
+                node,
+                peers,
+                credentials.kubeconfig,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
+            )
 
         self.name = pulumi.Output.from_input(node.name)
         self.address = pulumi.Output.from_input(str(node.address))

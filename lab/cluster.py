@@ -18,7 +18,7 @@ from components.cluster_objects import bootstrap_token_secret, cluster_role_bind
 from components.config import StackConfig
 from lab import build
 from lab.install import lab_token
-from lab.paths import ADMIN_KUBECONFIG
+from lab.paths import ADMIN_KUBECONFIG, LAB_CA_CERT
 
 
 class ClusterError(RuntimeError):
@@ -35,6 +35,21 @@ def kubectl(
     if check and result.returncode != 0:
         raise ClusterError(f"kubectl {' '.join(args)}: exit {result.returncode}: {result.stderr.strip()}")
     return result
+
+
+def run_kubectl(args: list[str], stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """kubectl with the caller's own credentials (args name them: --kubeconfig or --token)."""
+    base = [str(build.binary("kubectl"))]
+    if not any(a.startswith("--kubeconfig") for a in args):
+        # the cluster from the admin kubeconfig, but none of its credentials
+        base += [f"--server={control_plane_server()}", f"--certificate-authority={LAB_CA_CERT}"]
+    return subprocess.run([*base, *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def control_plane_server() -> str:
+    from lab.control_plane import api_server_url
+
+    return api_server_url()
 
 
 def get(*args: str) -> Any:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from components.cluster_objects import token_expires_at
 from components.config import StackConfig
-from components.host_paths import PATHS
-from components.install_plan import NodePlan, plan_node, sha256_text
+from components.install_plan import NodePlan, plan_node
 from components.node_files import NodeSecrets
 from components.scripts import install_command, install_script, removal_command
 from lab import remote
@@ -76,13 +75,7 @@ def install_jobs(config: StackConfig, hosts: Iterable[LabHost]) -> list[NodeJob]
             continue  # a subset of hosts: only their nodes
         node_secrets = lab_secrets(node.name, config.cluster.bootstrap_token_ttl_hours)
         plan = plan_node(config.cluster, node, node_secrets, config.nodes)
-        versions = {
-            PATHS.bootstrap_kubeconfig: f"token-id:{node_secrets.bootstrap_token[:6]}",
-            PATHS.kube_proxy_kubeconfig: f"cert-sha256:{sha256_text(node_secrets.kube_proxy_cert_pem)}",
-        }
-        jobs.append(
-            NodeJob(by_name[node.name], plan, install_command(plan, node.ssh.user, versions), install_script(plan))
-        )
+        jobs.append(NodeJob(by_name[node.name], plan, install_command(plan, node.ssh.user), install_script(plan)))
     return jobs
 
 

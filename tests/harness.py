@@ -27,6 +27,7 @@ from pulumi.runtime import settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"  # the value under SECRET_SIG that marks a secret
 ISSUED_AT = 1767225600  # 2026-01-01T00:00:00Z, what the mocked `date -u +%s` prints
 
 
@@ -41,6 +42,8 @@ class Registration:
     additional_secret_outputs: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
     dependencies: list[str] = field(default_factory=list)
+    id: str = ""
+    plain: Any = None  # inputs and outputs with every secret value blanked: what a state export shows in clear
 
 
 @dataclass
@@ -117,11 +120,19 @@ class WorkerMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = _unwrap(dict(args.inputs))
         outputs = dict(args.inputs)  # secrets stay wrapped on the way back
-        if args.typ == "random:index/randomString:RandomString":
+        resource_id = f"{args.name}-id"
+        if args.typ in ("random:index/randomString:RandomString", "random:index/randomPassword:RandomPassword"):
             alphabet = string.ascii_lowercase if inputs.get("lower", True) else ""
             alphabet += string.digits if inputs.get("numeric", True) else ""
             alphabet += string.ascii_uppercase if inputs.get("upper", True) else ""
             outputs["result"] = "".join(random.choice(alphabet) for _ in range(int(inputs["length"])))
+            # As the provider does (NOTES): a RandomString's id is its result, in plaintext; a
+            # RandomPassword's id is "none" and its result a secret.
+            if args.typ.endswith("RandomString"):
+                resource_id = outputs["result"]
+            else:
+                resource_id = "none"
+                outputs["result"] = {SECRET_SIG: SECRET_VALUE_SIG, "value": outputs["result"]}
         elif args.typ == "tls:index/privateKey:PrivateKey":
             if inputs.get("algorithm") == "ECDSA":
                 curves = {"P256": ec.SECP256R1(), "P384": ec.SECP384R1(), "P224": ec.SECP224R1()}
@@ -150,7 +161,7 @@ class WorkerMocks(pulumi.runtime.Mocks):
         elif args.typ == "command:remote:Command":
             outputs["stdout"] = ""
             outputs["stderr"] = ""
-        return f"{args.name}-id", outputs
+        return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         return {}
@@ -158,12 +169,22 @@ class WorkerMocks(pulumi.runtime.Mocks):
 
 def _secret_paths(value: Any, prefix: str = "") -> list[str]:
     if isinstance(value, dict):
-        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+        if value.get(SECRET_SIG) == SECRET_VALUE_SIG:
             return [prefix]
         return [p for k, v in value.items() for p in _secret_paths(v, f"{prefix}.{k}" if prefix else k)]
     if isinstance(value, list):
         return [p for i, v in enumerate(value) for p in _secret_paths(v, f"{prefix}[{i}]")]
     return []
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE_SIG:
+            return "[secret]"
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _unwrap(value: Any) -> Any:
@@ -200,6 +221,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     delete_before_replace=request.deleteBeforeReplace,
                     dependencies=list(request.dependencies),
+                    id=response.id,
+                    plain={"inputs": _plain(raw), "outputs": _plain(dict(state))},
                 )
             )
         return response

@@ -46,14 +46,13 @@ def _stdin(run: Run, node: str) -> str:
 def test_cluster_role_bindings(run):
     bindings = {r.inputs["metadata"]["name"]: r.inputs for r in run.of_type(CRB)}
     expected = {
-        "k8s-workers:kubelet-bootstrap": ("system:node-bootstrapper", "Group", "system:bootstrappers"),
+        "k8s-workers:kubelet-bootstrap": ("system:node-bootstrapper", "Group", "system:bootstrappers:k8s-workers"),
         "k8s-workers:node-autoapprove-bootstrap": (
-            "system:certificates.k8s.io:certificatesigningrequests:nodeclient", "Group", "system:bootstrappers"),
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient", "Group", "system:bootstrappers:k8s-workers"),
         "k8s-workers:node-autoapprove-certificate-rotation": (
             "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "Group", "system:nodes"),
         "k8s-workers:apiserver-kubelet-api-admin": ("system:kubelet-api-admin", "User", "kube-apiserver-kubelet-client"),
-        "k8s-workers:node-proxier": ("system:node-proxier", "User", "system:kube-proxy"),
-    }  # fmt: skip
+    }  # fmt: skip  # no node-proxier: every RBAC cluster binds it by default (manageKubeProxyRbac adds ours)
     assert set(bindings) == set(expected)
     for name, (role, kind, subject) in expected.items():
         assert bindings[name]["roleRef"] == {
@@ -78,7 +77,7 @@ def test_bootstrap_token_secrets(run):
         assert re.fullmatch(r"[a-z0-9]{16}", data["token-secret"])
         assert secret.inputs["metadata"]["name"] == f"bootstrap-token-{data['token-id']}"
         assert data["usage-bootstrap-authentication"] == "true"
-        assert data["usage-bootstrap-signing"] == "true"
+        assert "usage-bootstrap-signing" not in data  # no cluster-info discovery is used
         assert data["expiration"] == expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
         for group in data["auth-extra-groups"].split(","):
             assert re.fullmatch(r"system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]", group)
@@ -86,8 +85,21 @@ def test_bootstrap_token_secrets(run):
         assert "stringData" in secret.secret_inputs
         assert not {p for p in secret.secret_inputs if p.startswith("metadata")}
     assert secrets["worker-2.example.org"].inputs["stringData"]["auth-extra-groups"] == (
-        "system:bootstrappers:worker-2-example-org"
+        "system:bootstrappers:k8s-workers,system:bootstrappers:worker-2-example-org"
     )
+
+
+def test_no_token_secret_in_clear_anywhere_in_state(run):
+    """What `pulumi stack export` shows without --show-secrets: ids and non-secret values. With
+    mocks that return ids as the providers do (a RandomString's id is its result)."""
+    secrets = [s.inputs["stringData"]["token-secret"] for s in run.of_type(SECRET)]
+    assert len(secrets) == len(NODES)
+    for registration in run.resources:
+        clear = json.dumps([registration.id, registration.plain])
+        for token_secret in secrets:
+            assert token_secret not in clear, (registration.type, registration.name)
+    tokens = run.of_type("random:index/randomPassword:RandomPassword")
+    assert len(tokens) == len(NODES) and all(t.id == "none" for t in tokens)
 
 
 def test_bootstrap_kubeconfig_carries_the_token_of_the_secret(run, tmp_path):
@@ -197,7 +209,7 @@ def test_command_manifest_matches_the_placed_files(run):
         for path, (mode, content) in placed.items():
             assert manifest[path][0] == mode
             if path in (PATHS.bootstrap_kubeconfig, PATHS.kube_proxy_kubeconfig):
-                assert manifest[path][1].startswith(("token-id:", "cert-sha256:"))
+                assert manifest[path][1] == "secret-on-stdin"
             else:
                 assert manifest[path][1] == f"sha256:{sha256_text(content)}"
         assert install.inputs["create"].startswith("/bin/bash -s")

@@ -20,11 +20,17 @@ INVENTORY = {
 }
 
 
-def request(cn: str = "system:node:worker-1", orgs: tuple[str, ...] = ("system:nodes",), names: list[Any] | None = None) -> str:
+def request(
+    cn: str = "system:node:worker-1", orgs: tuple[str, ...] = ("system:nodes",), names: list[Any] | None = None
+) -> str:
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs] + [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    subject = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs] + [
+        x509.NameAttribute(NameOID.COMMON_NAME, cn)
+    ]
     builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(subject))
-    sans = names if names is not None else [x509.DNSName("worker-1"), x509.IPAddress(ipaddress.ip_address("10.240.0.11"))]
+    sans = (
+        names if names is not None else [x509.DNSName("worker-1"), x509.IPAddress(ipaddress.ip_address("10.240.0.11"))]
+    )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     pem = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
@@ -58,8 +64,20 @@ def test_a_kubelets_own_request_is_approved():
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [
-        ({"names": [x509.DNSName("worker-1"), x509.IPAddress(ipaddress.ip_address("10.240.0.12"))]}, "addresses ['10.240.0.12']"),
-        ({"names": [x509.DNSName("worker-1"), x509.IPAddress(ipaddress.ip_address("10.240.0.11")), x509.DNSName("api.example.org")]}, "DNS names ['api.example.org']"),
+        (
+            {"names": [x509.DNSName("worker-1"), x509.IPAddress(ipaddress.ip_address("10.240.0.12"))]},
+            "addresses ['10.240.0.12']",
+        ),
+        (
+            {
+                "names": [
+                    x509.DNSName("worker-1"),
+                    x509.IPAddress(ipaddress.ip_address("10.240.0.11")),
+                    x509.DNSName("api.example.org"),
+                ]
+            },
+            "DNS names ['api.example.org']",
+        ),
         ({"names": [x509.DNSName("worker-1"), x509.RFC822Name("a@example.org")]}, "names of other kinds"),
         ({"names": [x509.DNSName("worker-1"), x509.UniformResourceIdentifier("spiffe://x")]}, "names of other kinds"),
         ({"names": []}, "no subject alternative names"),
@@ -72,8 +90,21 @@ def test_a_kubelets_own_request_is_approved():
         ({"username": "system:bootstrap:abc123"}, "not by a node"),
         ({"groups": ("system:authenticated",)}, "not in group system:nodes"),
     ],
-    ids=["other-node-address", "extra-dns", "email", "uri", "no-sans", "other-cn", "extra-org", "no-org",
-         "client-usages", "mixed-usages", "undeclared-node", "bootstrap-user", "not-in-nodes"],  # fmt: skip
+    ids=[
+        "other-node-address",
+        "extra-dns",
+        "email",
+        "uri",
+        "no-sans",
+        "other-cn",
+        "extra-org",
+        "no-org",
+        "client-usages",
+        "mixed-usages",
+        "undeclared-node",
+        "bootstrap-user",
+        "not-in-nodes",
+    ],
 )
 def test_anything_else_is_left_alone_with_the_reason(changes, reason):
     verdict = judge(csr(**changes), INVENTORY)

@@ -1,7 +1,7 @@
 """What the lab cluster sees once the program's install ran on real nodes: Nodes that join and go
 Ready with the pinned version, certificates issued through TLS bootstrapping, pods on every node
-that reach each other across nodes, Services that kube-proxy programs (iptables and nftables), and
-`kubectl logs`/`exec` once serving certificates are approved."""
+that reach each other across nodes, and Services that kube-proxy programs (iptables and nftables).
+(`kubectl logs`/`exec` after the program approves serving certificates: test_join.py.)"""
 
 from __future__ import annotations
 
@@ -226,26 +226,3 @@ def test_services_are_programmed_by_kube_proxy_in_iptables_and_nftables_mode(ins
             timeout=60,
         )
         assert _curl_service(job.host, service_ip)
-
-
-def test_logs_and_exec_work_once_serving_certificates_are_approved(installed):
-    """What `kubectl logs`/`exec` need from a node. Approving kubelet-serving CSRs is by hand here,
-    as an admin does today (`kubectl certificate approve`)."""
-    _, jobs = installed
-    names = [j.host.name for j in jobs]
-    run_workload(names)
-    for name in names:
-        request = wait_for(f"{name}: a kubelet-serving CSR", lambda name=name: _serving_csrs(name), timeout=60)[0]
-        cluster.kubectl("certificate", "approve", request["metadata"]["name"])
-    for name in names:
-        pod = f"echo-{name}"
-        logs = wait_for(
-            f"kubectl logs {pod}",
-            lambda pod=pod: cluster.kubectl("logs", "-n", NAMESPACE, pod, check=False).stdout,
-            timeout=60,
-        )
-        assert f"as pod={pod} node={name}" in logs
-        result = cluster.kubectl(
-            "exec", "-n", NAMESPACE, pod, "--", "/echo", "-get", f"http://127.0.0.1:{PORT}/", "-expect", f"pod={pod}"
-        )
-        assert result.returncode == 0

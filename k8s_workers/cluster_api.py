@@ -1,0 +1,93 @@
+"""The thin adapter to the Kubernetes API for what pulumi-kubernetes does not do: read and approve
+CertificateSigningRequests. Decisions are made by `k8s_workers.decisions`; this only talks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from kubernetes import client
+from kubernetes import config as kube_config
+
+from k8s_workers.decisions.serving_csr import NodeIdentity, Verdict, judge_all
+
+APPROVAL_REASON = "K8sWorkersInventoryMatch"
+
+
+def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """From a kubeconfig's text or path (what `kubernetes:kubeconfig` holds), else the default
+    (KUBECONFIG, ~/.kube/config): the cluster the program's kubernetes provider uses."""
+    if kubeconfig and "\n" in kubeconfig:
+        return kube_config.new_client_from_config_dict(yaml.safe_load(kubeconfig), context=context)
+    return kube_config.new_client_from_config(config_file=kubeconfig or None, context=context)
+
+
+def list_csrs(api: client.ApiClient) -> list[dict[str, Any]]:
+    """Every CSR, as the API's JSON (camelCase) mappings the decisions take."""
+    items = client.CertificatesV1Api(api).list_certificate_signing_request().items
+    return [api.sanitize_for_serialization(item) for item in items]
+
+
+def approve(api: client.ApiClient, verdict: Verdict) -> None:
+    certificates = client.CertificatesV1Api(api)
+    csr = certificates.read_certificate_signing_request(verdict.csr)
+    condition = client.V1CertificateSigningRequestCondition(
+        type="Approved", status="True", reason=APPROVAL_REASON, message=f"k8s-workers: {verdict.reason}"
+    )
+    csr.status.conditions = [*(csr.status.conditions or []), condition]
+    certificates.replace_certificate_signing_request_approval(verdict.csr, csr)
+
+
+@dataclass
+class ApprovalReport:
+    approved: list[Verdict] = field(default_factory=list)
+    refused: list[Verdict] = field(default_factory=list)  # left alone, with the reason
+    waited_for: list[str] = field(default_factory=list)  # nodes that never asked within the time
+
+    def lines(self) -> list[str]:
+        out = [f"approved {v.csr} for {v.node}: {v.reason}" for v in self.approved]
+        out += [f"left alone {v.csr}{f' ({v.node})' if v.node else ''}: {v.reason}" for v in self.refused]
+        out += [f"no serving certificate request from {n} yet" for n in self.waited_for]
+        return out
+
+
+def approve_serving_certificates(
+    api: client.ApiClient,
+    inventory: Mapping[str, NodeIdentity],
+    nodes: set[str],
+    timeout: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ApprovalReport:
+    """Approve every pending kubelet-serving CSR of `nodes` that matches the inventory, waiting up
+    to `timeout` for each of them to have asked (a kubelet asks once it has joined)."""
+    report = ApprovalReport()
+    asked: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        csrs = list_csrs(api)
+        asked |= {
+            c["spec"]["username"].removeprefix("system:node:")
+            for c in csrs
+            if c["spec"].get("signerName") == "kubernetes.io/kubelet-serving"
+        }
+        for verdict in judge_all(csrs, inventory):
+            if verdict.node is not None and verdict.node not in nodes:
+                continue  # another node's: its own resource decides
+            if verdict.approve:
+                approve(api, verdict)
+                report.approved.append(verdict)
+            elif all(v.csr != verdict.csr for v in report.refused):
+                report.refused.append(verdict)
+        if nodes <= asked or time.monotonic() >= deadline:
+            report.waited_for = sorted(nodes - asked)
+            return report
+        sleep(1.0)
+
+
+def pending_for(api: client.ApiClient, inventory: Mapping[str, NodeIdentity], nodes: set[str]) -> list[Verdict]:
+    """Pending requests of `nodes` the program would approve (renewals due): for previews."""
+    return [v for v in judge_all(list_csrs(api), inventory) if v.approve and v.node in nodes]
