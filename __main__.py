@@ -3,10 +3,10 @@
 import pulumi
 
 from components.cluster_bootstrap import ClusterBootstrap
-from components.config import ConfigError, load_config
 from components.credentials import node_credentials
 from components.stack_config import raw_from_pulumi
 from components.worker_node import WorkerNode
+from k8s_workers.config.loader import ConfigError, load_config
 
 try:
     config = load_config(raw_from_pulumi())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components.config import StackConfig, load_config
+from k8s_workers.config.loader import StackConfig, load_config
 from lab import cluster, control_plane, images, mirror, remote, stack
 from lab.__main__ import down, up
 from lab.hosts import LabHost, cgroup_dirs

@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from components.config import ConfigError, load_config
-from components.render import render_stack
 from components.stack_config import PROJECT_DIR, raw_from_stack_file
+from k8s_workers.config.loader import ConfigError, load_config
+from k8s_workers.render.stack import render_stack
 
 
 def main(argv: list[str] | None = None) -> int:

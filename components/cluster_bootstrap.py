@@ -5,8 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster_objects import cluster_role_bindings, safe_name
-from components.config import Cluster
+from k8s_workers.config.loader import Cluster
+from k8s_workers.render.cluster_objects import cluster_role_bindings, safe_name
 
 
 class ClusterBootstrap(pulumi.ComponentResource):

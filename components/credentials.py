@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pulumi
 
-from components.config import Node, StackConfig
 from components.worker_node import NodeCredentials
+from k8s_workers.config.loader import Node, StackConfig
 
 
 def node_credentials(config: StackConfig, node: Node) -> NodeCredentials:

@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from components.config import Cluster, Node
+from k8s_workers.config.loader import Cluster, Node
 
 TIMEOUT_S = 60.0  # the node is Ready when this runs: its kubelet asks within seconds
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from components.config import TOP_LEVEL_KEYS, SecretPlaceholder
+from k8s_workers.config.loader import TOP_LEVEL_KEYS, SecretPlaceholder
 
 PROJECT = "k8s-workers"
 PROJECT_DIR = Path(__file__).resolve().parent.parent

@@ -14,18 +14,18 @@ import pulumi_random as random
 import pulumi_tls as tls
 from pulumi_command import local, remote
 
-from components.cluster_objects import (
+from components.serving_certificates import ServingCertificates
+from k8s_workers.config.loader import Cluster, Node
+from k8s_workers.render.cluster_objects import (
     BOOTSTRAP_TOKEN_TYPE,
     bootstrap_token_data,
     bootstrap_token_metadata,
     token_expiration,
     token_expires_at,
 )
-from components.config import Cluster, Node
-from components.install_plan import plan_node
-from components.node_files import PLACEHOLDER_SECRETS, NodeSecrets
-from components.scripts import install_command, install_script, removal_command
-from components.serving_certificates import ServingCertificates
+from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets
+from k8s_workers.scripts.commands import install_command, install_script, removal_command
+from k8s_workers.scripts.install_plan import plan_node
 
 TOKEN_ID_LENGTH = 6
 TOKEN_SECRET_LENGTH = 16

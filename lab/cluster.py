@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from components.cluster_objects import bootstrap_token_secret, cluster_role_bindings, token_expiration
-from components.config import StackConfig
+from k8s_workers.config.loader import StackConfig
+from k8s_workers.render.cluster_objects import bootstrap_token_secret, cluster_role_bindings, token_expiration
 from lab import build
 from lab.install import lab_token
 from lab.paths import ADMIN_KUBECONFIG, LAB_CA_CERT

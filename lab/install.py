@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.cluster_objects import token_expires_at
-from components.config import StackConfig
-from components.install_plan import NodePlan, plan_node
-from components.node_files import NodeSecrets
-from components.scripts import install_command, install_script, removal_command
+from k8s_workers.config.loader import StackConfig
+from k8s_workers.render.cluster_objects import token_expires_at
+from k8s_workers.render.node_files import NodeSecrets
+from k8s_workers.scripts.commands import install_command, install_script, removal_command
+from k8s_workers.scripts.install_plan import NodePlan, plan_node
 from lab import remote
 from lab.hosts import LabHost
 from lab.paths import CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.scripts import REMOVED_PREFIX, SUMMARY_PREFIX
+from k8s_workers.scripts.commands import REMOVED_PREFIX, SUMMARY_PREFIX
 from lab.hosts import LabHost, ssh_command
 from lab.paths import KNOWN_HOSTS
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.scripts import SUMMARY_PREFIX
+from k8s_workers.scripts.commands import SUMMARY_PREFIX
 from lab.mirror import tarball
 
 # A systemctl stand-in: unit state in $FAKE_SYSTEMD, every call appended to calls.log.

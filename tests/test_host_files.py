@@ -12,10 +12,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.cluster_objects import bootstrap_token_secret, cluster_role_bindings
-from components.config import StackConfig, load_config
-from components.host_paths import PATHS
-from components.node_files import IPVS_MODULES, PLACEHOLDER_SECRETS, node_files
+from k8s_workers.config.loader import StackConfig, load_config
+from k8s_workers.render.cluster_objects import bootstrap_token_secret, cluster_role_bindings
+from k8s_workers.render.host_paths import PATHS
+from k8s_workers.render.node_files import IPVS_MODULES, PLACEHOLDER_SECRETS, node_files
 from tests.conftest import base_config
 
 # Seed-era flags and settings that current kubelets reject or ignore (NOTES.md).

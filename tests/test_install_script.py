@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from components.config import load_config
-from components.host_paths import PATHS
-from components.install_plan import NodePlan, plan_node
-from components.node_files import PLACEHOLDER_SECRETS
-from components.scripts import install_script, removal_script
+from k8s_workers.config.loader import load_config
+from k8s_workers.render.host_paths import PATHS
+from k8s_workers.render.node_files import PLACEHOLDER_SECRETS
+from k8s_workers.scripts.commands import install_script, removal_script
+from k8s_workers.scripts.install_plan import NodePlan, plan_node
 from lab.pki import client_certificate
 from tests.conftest import base_config
 from tests.scratch_host import ScratchHost, artifact_bytes, artifact_server
@@ -265,7 +265,7 @@ def test_install_after_removal_converges_again(host, test_ca, server):
 def test_scripts_never_echo_secrets(host, test_ca, server):
     raw = _raw(test_ca, server)
     config = load_config(raw)
-    from components.node_files import NodeSecrets
+    from k8s_workers.render.node_files import NodeSecrets
 
     cert_pem, key_pem = client_certificate(test_ca.cert_pem, test_ca.key_pem, "system:kube-proxy", 1)
     secrets = NodeSecrets("abcdef.0123456789abcdef", cert_pem, key_pem)
@@ -355,7 +355,7 @@ def test_interrupted_run_leftovers_are_cleaned(host, test_ca, server):
 
 
 def test_an_expired_token_is_refused_until_the_node_has_joined(host, test_ca, server):
-    from components.node_files import NodeSecrets
+    from k8s_workers.render.node_files import NodeSecrets
 
     config = load_config(_raw(test_ca, server))
     expired = NodeSecrets("abcdef.0123456789abcdef", "cert\n", "key\n", token_expires_at=1_000_000_000)

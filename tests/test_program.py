@@ -14,11 +14,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.config import load_config
-from components.host_paths import PATHS
-from components.install_plan import plan_node, sha256_text
-from components.node_files import NodeSecrets, node_files
-from components.render import render_stack
+from k8s_workers.config.loader import load_config
+from k8s_workers.render.host_paths import PATHS
+from k8s_workers.render.node_files import NodeSecrets, node_files
+from k8s_workers.render.stack import render_stack
+from k8s_workers.scripts.install_plan import plan_node, sha256_text
 from tests.harness import ISSUED_AT, Run, run_program
 from tests.placed import placed_files
 

@@ -12,11 +12,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.config import load_config
-from components.install_plan import plan_node
-from components.node_files import PLACEHOLDER_SECRETS
-from components.scripts import install_script, removal_script
 from components.stack_config import raw_from_stack_file
+from k8s_workers.config.loader import load_config
+from k8s_workers.render.node_files import PLACEHOLDER_SECRETS
+from k8s_workers.scripts.commands import install_script, removal_script
+from k8s_workers.scripts.install_plan import plan_node
 from tests.conftest import base_config
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -33,8 +33,8 @@ def test_dev_stack_renders_on_a_fresh_clone(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(PROJECT), str(clone)], check=True, timeout=120)
     # The working tree may hold uncommitted edits: copy them over so this tests the code under test.
-    for sub in ("components", "templates"):
-        shutil.rmtree(clone / sub)
+    for sub in ("components", "k8s_workers", "templates"):
+        shutil.rmtree(clone / sub, ignore_errors=True)
         shutil.copytree(PROJECT / sub, clone / sub, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(PROJECT / "Pulumi.dev.yaml", clone / "Pulumi.dev.yaml")
     out = tmp_path / "out"
@@ -91,7 +91,7 @@ def test_secure_values_become_placeholders(tmp_path, test_ca):
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (.ci/run installs it)")
 def test_generated_scripts_pass_shellcheck(tmp_path):
     config = load_config(raw_from_stack_file("dev"), require_secrets=False)
-    from components.node_files import NodeSecrets
+    from k8s_workers.render.node_files import NodeSecrets
 
     expiring = NodeSecrets("abcdef.0123456789abcdef", "cert\n", "key\n", token_expires_at=1_900_000_000)
     for node, secrets in [(n, s) for n in config.nodes for s in (PLACEHOLDER_SECRETS, expiring)]:

@@ -47,7 +47,9 @@ class Verdict:
 
 
 def pending(csr: Mapping[str, Any]) -> bool:
-    return not any(c.get("type") in ("Approved", "Denied", "Failed") for c in csr.get("status", {}).get("conditions") or [])
+    return not any(
+        c.get("type") in ("Approved", "Denied", "Failed") for c in csr.get("status", {}).get("conditions") or []
+    )
 
 
 def judge(csr: Mapping[str, Any], inventory: Mapping[str, NodeIdentity]) -> Verdict | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from components.config import StackConfig, load_config
+from k8s_workers.config.loader import StackConfig, load_config
 from lab import build, cluster, images, mirror, remote, stack
 from lab.__main__ import down, up
 from lab.hosts import LabHost

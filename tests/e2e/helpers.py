@@ -7,7 +7,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from components.install_plan import NodePlan
+from k8s_workers.scripts.install_plan import NodePlan
 from lab import cluster, remote
 from lab.hosts import LabHost
 from lab.install import NodeJob, run_all

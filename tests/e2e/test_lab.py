@@ -15,9 +15,9 @@ import pytest
 import yaml
 from cryptography import x509
 
-from components.host_paths import PATHS
-from components.node_files import PLACEHOLDER_SECRETS, node_files
-from components.render import render_stack
+from k8s_workers.render.host_paths import PATHS
+from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, node_files
+from k8s_workers.render.stack import render_stack
 from lab import cluster, mirror, network, remote
 from lab import hosts as lab_hosts
 from lab.install import NodeJob, install_jobs, lab_secrets, removal_jobs, run_all

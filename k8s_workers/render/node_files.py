@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from components.config import Cluster, Node, deep_merge
-from components.host_paths import PATHS
-from components.templating import parse_toml, parse_yaml, render
+from k8s_workers.config.loader import Cluster, Node, deep_merge
+from k8s_workers.render.host_paths import PATHS
+from k8s_workers.render.templating import parse_toml, parse_yaml, render
 
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack")
 POD_ROUTE_PROTOCOL = 77  # marks our pod-network routes (no routing daemon uses this number)

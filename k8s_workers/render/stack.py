@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from components.cluster_objects import bootstrap_token_secret, cluster_role_bindings, safe_name
-from components.config import StackConfig
-from components.install_plan import plan_node
-from components.node_files import PLACEHOLDER_SECRETS
-from components.templating import to_yaml
+from k8s_workers.config.loader import StackConfig
+from k8s_workers.render.cluster_objects import bootstrap_token_secret, cluster_role_bindings, safe_name
+from k8s_workers.render.node_files import PLACEHOLDER_SECRETS
+from k8s_workers.render.templating import to_yaml
+from k8s_workers.scripts.install_plan import plan_node
 
 PLACEHOLDER_TOKEN_ID = "<token-id>"
 PLACEHOLDER_EXPIRATION = "<issued-at + bootstrapTokenTtlHours, RFC3339>"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from components.config import Cluster
-from components.k8s_names import bootstrap_group_for
+from k8s_workers.config.k8s_names import bootstrap_group_for
+from k8s_workers.config.loader import Cluster
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "k8s-workers"}
 # The group only this program's bootstrap tokens carry: the bootstrap roles are bound to it, not to

@@ -9,9 +9,9 @@ file of which node changes.
 
 from __future__ import annotations
 
-from components.host_paths import PATHS
-from components.install_plan import NodePlan, sha256_text
-from components.templating import render
+from k8s_workers.render.host_paths import PATHS
+from k8s_workers.render.templating import render
+from k8s_workers.scripts.install_plan import NodePlan, sha256_text
 
 SUMMARY_PREFIX = "K8S_WORKERS_SUMMARY "
 REMOVED_PREFIX = "K8S_WORKERS_REMOVED "

@@ -12,7 +12,7 @@ import jinja2
 import tomli_w
 import yaml
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 
 class _IndentedDumper(yaml.SafeDumper):

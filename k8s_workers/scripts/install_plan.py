@@ -5,10 +5,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from components.config import Cluster, Node, required_artifacts
-from components.config_models import CGROUP_V1_REFUSED_MINOR
-from components.host_paths import PATHS
-from components.node_files import POD_ROUTES_SERVICE, HostFile, NodeSecrets, kernel_modules, node_files, pod_routes
+from k8s_workers.config.loader import Cluster, Node, required_artifacts
+from k8s_workers.config.models import CGROUP_V1_REFUSED_MINOR
+from k8s_workers.render.host_paths import PATHS
+from k8s_workers.render.node_files import (
+    POD_ROUTES_SERVICE,
+    HostFile,
+    NodeSecrets,
+    kernel_modules,
+    node_files,
+    pod_routes,
+)
 
 
 @dataclass(frozen=True)

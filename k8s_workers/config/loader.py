@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
-from components.config_models import (
+from k8s_workers.config.models import (
     IPVS_DEPRECATED_MINOR,
     ArtifactSpec,
     Binaries,
@@ -39,7 +39,7 @@ from components.config_models import (
     Taint,
     _Model,
 )
-from components.config_types import SecretPlaceholder, describe, parse_cidr, parse_ip
+from k8s_workers.config.types import SecretPlaceholder, describe, parse_cidr, parse_ip
 
 __all__ = ["Cluster", "ConfigError", "ConfigIssue", "Node", "SecretPlaceholder", "StackConfig", "load_config"]
 

@@ -11,8 +11,9 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
-from components import k8s_names
-from components.config_types import (
+from k8s_workers.config import k8s_names
+from k8s_workers.config.kubelet_fields import KUBELET_CONFIGURATION_FIELDS
+from k8s_workers.config.types import (
     AbsolutePath,
     Arch,
     ArtifactName,
@@ -31,7 +32,6 @@ from components.config_types import (
     pem_certificate,
     readable_file,
 )
-from components.kubelet_fields import KUBELET_CONFIGURATION_FIELDS
 
 # Minors upstream supports (1.35-1.37), and 1.34, whose support ended in October 2026.
 SUPPORTED_MINORS = (34, 35, 36, 37)

@@ -1,0 +1,1 @@
+"""Rendering: templates/ and data in, file text out (pure)."""
