@@ -117,9 +117,14 @@ def sign_request(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 class WorkerMocks(pulumi.runtime.Mocks):
+    def __init__(self, preview: bool = False):
+        self.preview = preview  # as in a first preview: nothing computed is known yet
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = _unwrap(dict(args.inputs))
         outputs = dict(args.inputs)  # secrets stay wrapped on the way back
+        if self.preview:
+            return "", outputs  # computed outputs (results, keys, certificates, stdout) are unknown
         resource_id = f"{args.name}-id"
         if args.typ in ("random:index/randomString:RandomString", "random:index/randomPassword:RandomPassword"):
             alphabet = string.ascii_lowercase if inputs.get("lower", True) else ""
@@ -243,7 +248,7 @@ def run_program(raw_config: dict[str, Any], preview: bool = False, record: bool 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     settings.reset_options()
-    mocks = WorkerMocks()
+    mocks = WorkerMocks(preview)
     pulumi.runtime.set_mocks(
         mocks, project="k8s-workers", stack="test", preview=preview, monitor=RecordingMonitor(mocks, run, record)
     )

@@ -303,3 +303,54 @@ def test_a_new_token_gets_a_fresh_issue_time(run):
         issued = run.named(f"{node}-bootstrap-token-issued-at")
         assert issued.inputs["triggers"] == [secret.inputs["stringData"]["token-id"]]
         assert issued.inputs["create"] == "date -u +%s"
+
+
+DYNAMIC = "pulumi-python:dynamic:Resource"
+
+
+def test_each_node_approves_its_serving_certificates_after_its_install(run):
+    approvers = {r.name: r for r in run.of_type(DYNAMIC)}
+    assert set(approvers) == {f"{n}-serving-certificates" for n in NODES}
+    installs = {r.name: r for r in run.of_type(REMOTE)}
+    for node in NODES:
+        approver = approvers[f"{node}-serving-certificates"]
+        assert approver.inputs["node"] == node
+        assert approver.inputs["inventory"] == [
+            {"name": "worker-1", "addresses": ["192.0.2.11"]},
+            {"name": "worker-2.example.org", "addresses": ["192.0.2.12"]},
+        ]
+        install_urn = next(d for d in approver.dependencies if d.endswith(f"::{node}-install"))
+        assert installs[f"{node}-install"] and install_urn
+    assert all(r.inputs["addPreviousOutputInEnv"] is False for r in run.of_type(REMOTE))
+
+
+@pytest.mark.parametrize(("mode", "bootstrap"), [("manual", True), ("self-signed", False)])
+def test_serving_certificate_modes(test_ca, ssh_key, mode, bootstrap):
+    from tests.conftest import base_config
+
+    result = run_program(base_config(test_ca, ssh_key, servingCertificates=mode))
+    assert result.error is None, result.error
+    assert result.of_type(DYNAMIC) == []
+    placed = placed_files(_stdin(result, NODES[0]))
+    assert yaml.safe_load(placed[PATHS.kubelet_config][1])["serverTLSBootstrap"] is bootstrap
+
+
+def test_nodes_depend_on_the_bindings_not_the_component(run):
+    """`pulumi up --target <node>` works: a dependency on the component would expand to all its children."""
+    bindings = {r.name for r in run.of_type(CRB)}
+    workers = [r for r in run.resources if r.type == "k8s-workers:index:WorkerNode"]
+    assert workers
+    for worker in workers:
+        names = {d.rsplit("::", 1)[1] for d in worker.dependencies}
+        assert names == bindings, names
+
+
+def test_the_install_manifest_is_known_at_the_first_preview(test_ca, ssh_key):
+    from tests.conftest import base_config
+
+    preview = run_program(base_config(test_ca, ssh_key), preview=True)
+    assert preview.error is None, preview.error
+    for install in preview.of_type(REMOTE):
+        create = install.inputs.get("create")
+        assert isinstance(create, str) and create.startswith("/bin/bash -s"), create
+        assert "# file /etc/kubernetes/bootstrap-kubelet.conf 0600 secret-on-stdin" in create
