@@ -17,6 +17,7 @@ from typing import Any
 from k8s_workers.config.loader import StackConfig
 from k8s_workers.render.cluster_objects import bootstrap_token_secret, cluster_role_bindings, token_expiration
 from lab import build
+from lab.control_plane import api_server_url
 from lab.install import lab_token
 from lab.paths import ADMIN_KUBECONFIG, LAB_CA_CERT
 
@@ -42,14 +43,8 @@ def run_kubectl(args: list[str], stdin: str | None = None, timeout: float = 60) 
     base = [str(build.binary("kubectl"))]
     if not any(a.startswith("--kubeconfig") for a in args):
         # the cluster from the admin kubeconfig, but none of its credentials
-        base += [f"--server={control_plane_server()}", f"--certificate-authority={LAB_CA_CERT}"]
+        base += [f"--server={api_server_url()}", f"--certificate-authority={LAB_CA_CERT}"]
     return subprocess.run([*base, *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def control_plane_server() -> str:
-    from lab.control_plane import api_server_url
-
-    return api_server_url()
 
 
 def get(*args: str) -> Any:

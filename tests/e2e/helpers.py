@@ -6,9 +6,10 @@ import hashlib
 import shlex
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from k8s_workers.scripts.install_plan import NodePlan
-from lab import cluster, remote
+from lab import cluster, pins, remote
 from lab.hosts import LabHost
 from lab.install import NodeJob, run_all
 
@@ -144,3 +145,101 @@ def wait_for(what: str, check, timeout: float = 120, every: float = 1.0):  # typ
             return value
         time.sleep(every)
     raise AssertionError(f"{what}: not after {timeout:.0f} s (last: {value!r})")
+
+
+# ------------------------------------------------------------------ a workload
+
+NAMESPACE = "k8sw-e2e"
+PORT = 8080
+
+
+def pod_manifest(name: str, node: str, args: list[str] | None = None) -> dict[str, Any]:
+    env = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": "echo" if args is None else "client"}},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node},  # placed by the real scheduler
+            "restartPolicy": "Always" if args is None else "Never",
+            "terminationGracePeriodSeconds": 1,
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": "echo",
+                    "image": pins.WORKLOAD_IMAGE,
+                    "imagePullPolicy": "Never",  # imported on each node: no registry is reachable
+                    "args": args or [],
+                    "env": env,
+                    "ports": [] if args else [{"containerPort": PORT}],
+                }
+            ],
+        },
+    }
+
+
+def pods_with(selector: str) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["name"]: p for p in cluster.get("pods", "-n", NAMESPACE, "-l", selector)["items"]}
+
+
+def run_workload(nodes: list[str]) -> tuple[dict[str, str], str]:
+    """An echo server pod on every node and a Service over them; (node -> pod IP, Service IP)."""
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=120)
+    cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
+    wait_for(
+        "the namespace's default ServiceAccount",
+        lambda: cluster.kubectl("get", "sa", "default", "-n", NAMESPACE, check=False).returncode == 0,
+    )
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "echo", "namespace": NAMESPACE},
+        "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": PORT}]},
+    }
+    cluster.apply([service, *(pod_manifest(f"echo-{node}", node) for node in nodes)])
+
+    def running() -> dict[str, str] | None:
+        pods = pods_with("app=echo")
+        ready = {
+            p["spec"].get("nodeName", ""): p["status"].get("podIP", "")
+            for p in pods.values()
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+        }
+        return ready if set(ready) == set(nodes) else None
+
+    ips = wait_for("an echo pod Ready on every node", running, timeout=120)
+    service_ip = cluster.get("service", "echo", "-n", NAMESPACE)["spec"]["clusterIP"]
+    return ips, service_ip
+
+
+def client_exit_codes(clients: dict[str, tuple[str, str, str]]) -> dict[str, int]:
+    """name -> (node, URL, expected text): each runs to completion; name -> its exit code."""
+    cluster.apply(
+        pod_manifest(name, node, ["-get", url, "-expect", expect]) for name, (node, url, expect) in clients.items()
+    )
+
+    def finished() -> dict[str, int] | None:
+        codes = {}
+        for name, pod in pods_with("app=client").items():
+            for status in pod["status"].get("containerStatuses", []):
+                terminated = status.get("state", {}).get("terminated")
+                if terminated:
+                    codes[name] = terminated["exitCode"]
+        return codes if set(clients) <= set(codes) else None
+
+    return wait_for("client pods finished", finished, timeout=120)
+
+
+def newest_first(csrs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(csrs, key=lambda c: c["metadata"]["creationTimestamp"], reverse=True)
+
+
+def serving_csrs(node: str) -> list[dict[str, Any]]:
+    """The node's kubelet-serving requests, newest first (earlier installs left theirs)."""
+    return newest_first([
+        c for c in cluster.get("csr")["items"]
+        if c["spec"]["signerName"] == "kubernetes.io/kubelet-serving" and c["spec"]["username"] == f"system:node:{node}"
+    ])  # fmt: skip

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import re
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,10 +17,9 @@ from cryptography.x509.oid import NameOID
 
 from components.serving_certificates import _Provider
 from lab import cluster, remote
-from lab.install import install_jobs, removal_jobs, run_all
+from lab.install import install_jobs, lab_token, removal_jobs, run_all
 from lab.paths import ADMIN_KUBECONFIG
-from tests.e2e.helpers import install, wait_for
-from tests.e2e.test_cluster import NAMESPACE, PORT, _serving_csrs, run_workload
+from tests.e2e.helpers import NAMESPACE, PORT, install, run_workload, serving_csrs, wait_for
 
 
 def test_a_node_whose_kubelet_cannot_start_fails_with_a_diagnosis_and_the_others_succeed(
@@ -80,7 +80,7 @@ def test_serving_certificates_are_approved_against_the_inventory_and_logs_and_ex
     for name in names:
         outs = _Provider().create(_props(config, name)).outs
         assert outs["approved"], outs
-        issued = _serving_csrs(name)[0]
+        issued = serving_csrs(name)[0]
         assert any(
             c["type"] == "Approved" and c["reason"] == "K8sWorkersInventoryMatch"
             for c in issued["status"]["conditions"]
@@ -104,7 +104,7 @@ def test_serving_certificates_are_approved_against_the_inventory_and_logs_and_ex
     remote.shell(jobs[0].host, "rm -f /var/lib/kubelet/pki/kubelet-server-*.pem; systemctl restart kubelet")
     wait_for(
         "a new serving request",
-        lambda: any(not c["status"].get("conditions") for c in _serving_csrs(names[0])),
+        lambda: any(not c["status"].get("conditions") for c in serving_csrs(names[0])),
         timeout=60,
     )
     assert _Provider().diff("x", props, props).changes
@@ -115,7 +115,7 @@ def test_serving_certificates_are_approved_against_the_inventory_and_logs_and_ex
 def _kubelet_kubeconfig(host) -> str:  # type: ignore[no-untyped-def]
     """A kubeconfig with the node's own kubelet credential (read from the node)."""
     pem = remote.shell(host, "cat /var/lib/kubelet/pki/kubelet-client-current.pem")
-    admin = json.loads(json.dumps(__import__("yaml").safe_load(ADMIN_KUBECONFIG.read_text())))
+    admin = yaml.safe_load(ADMIN_KUBECONFIG.read_text())
     admin["users"][0]["user"] = {
         "client-certificate-data": base64.b64encode(pem.encode()).decode(),
         "client-key-data": base64.b64encode(pem.encode()).decode(),
@@ -177,8 +177,6 @@ def test_only_this_programs_bootstrap_tokens_may_ask_for_node_certificates(insta
             ["--token=othr01.0123456789abcdef", "auth", "can-i", "create", "certificatesigningrequests"]
         )
         assert asked.stdout.strip() == "no", (asked.stdout, asked.stderr)
-        from lab.install import lab_token
-
         ours = lab_token(jobs[0].host.name)[0]
         asked = cluster.run_kubectl([f"--token={ours}", "auth", "can-i", "create", "certificatesigningrequests"])
         # Our token may ask while its node has not joined (it has here: issue 8 leaves revocation open).

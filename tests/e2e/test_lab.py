@@ -31,6 +31,7 @@ from tests.e2e.helpers import (
     install,
     main_pids,
     node_ready_since,
+    run_workload,
     sha,
     snapshot,
     wait_for,
@@ -258,8 +259,6 @@ def test_removal_leaves_no_file_or_unit_of_ours(installed, lab_config, systemd_h
     no mount, network namespace, link, route, iptables chain or rule, nftables table, file,
     directory, unit or process that was not there before the first install."""
     config, jobs = installed
-    from tests.e2e.test_cluster import run_workload
-
     run_workload([j.host.name for j in jobs])
     results = run_all(removal_jobs(config, systemd_hosts))
     for job in jobs:
