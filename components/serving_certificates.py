@@ -65,11 +65,12 @@ class ServingCertificates(pulumi.dynamic.Resource):
         self,
         cluster: Cluster,
         node: Node,
-        peers: tuple[Node, ...],
         kubeconfig: pulumi.Input[str] | None,
         opts: pulumi.ResourceOptions | None = None,
     ):
-        inventory = [{"name": n.name, "addresses": [str(n.address)]} for n in (peers or (node,))]
+        # Only this node's own identity: it judges the requests its kubelet makes (the other nodes'
+        # resources judge theirs), and the stack stays linear in size (no inventory per node).
+        inventory = [{"name": node.name, "addresses": [str(node.address)]}]
         super().__init__(
             _Provider(),
             f"{node.name}-serving-certificates",

@@ -153,7 +153,6 @@ class WorkerNode(pulumi.ComponentResource):
             self.serving_certificates = ServingCertificates(
                 cluster,
                 node,
-                peers,
                 credentials.kubeconfig,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
             )

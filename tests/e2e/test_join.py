@@ -66,7 +66,7 @@ def test_the_install_returns_only_once_its_node_is_ready(installed, systemd_host
 def _props(config, node: str) -> dict:
     return {
         "node": node,
-        "inventory": [{"name": n.name, "addresses": [str(n.address)]} for n in config.nodes],
+        "inventory": [{"name": n.name, "addresses": [str(n.address)]} for n in config.nodes if n.name == node],
         "kubeconfig": ADMIN_KUBECONFIG.read_text(),
     }
 
