@@ -75,6 +75,21 @@ def test_kubelet_overrides_deep_merge(test_ca):
     assert doc["authentication"]["x509"]["clientCAFile"] == PATHS.ca_cert
 
 
+def test_eviction_and_reserved_maps_merge_over_the_defaults(test_ca):
+    """A node that sets one eviction signal keeps the other three (a missing one counts as 0)."""
+    raw = base_config(test_ca)
+    raw["nodes"][0]["evictionHard"] = {"memory.available": "500Mi"}
+    raw["defaults"]["systemReserved"] = {"cpu": "250m"}
+    doc = yaml.safe_load(_files(load_config(raw))[PATHS.kubelet_config])
+    assert doc["evictionHard"] == {
+        "memory.available": "500Mi",
+        "nodefs.available": "10%",
+        "nodefs.inodesFree": "5%",
+        "imagefs.available": "15%",
+    }
+    assert doc["systemReserved"] == {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "1Gi"}
+
+
 def test_no_flag_or_setting_current_kubelets_reject(test_ca):
     for mode in ("iptables", "nftables", "ipvs"):
         config = _config(test_ca, kubeProxy={"mode": mode})

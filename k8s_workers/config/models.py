@@ -283,6 +283,29 @@ _OWNED_KUBELET_FLAGS = (
 )
 
 
+_RESERVED = {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "1Gi"}
+_EVICTION_HARD = {
+    "memory.available": "200Mi",
+    "nodefs.available": "10%",
+    "nodefs.inodesFree": "5%",
+    "imagefs.available": "15%",
+}
+# kubelet flags that set a secure default of the KubeletConfiguration: (field path, how to read the value)
+_SECURITY_FLAGS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "--anonymous-auth": (("authentication", "anonymous", "enabled"), lambda v: v.lower() in ("true", "1", "")),
+    "--authorization-mode": (("authorization", "mode"), str),
+    "--read-only-port": (("readOnlyPort",), lambda v: int(v) if v.isdigit() else v),
+    "--cgroup-driver": (("cgroupDriver",), str),
+}
+
+
+def _as_override(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    override: dict[str, Any] = {path[-1]: value}
+    for key in reversed(path[:-1]):
+        override = {key: override}
+    return override
+
+
 class NodeSettings(_Model):
     """Everything `defaults` may set and each node may override."""
 
@@ -293,22 +316,10 @@ class NodeSettings(_Model):
     # Deep-merged over the generated KubeletConfiguration.
     kubelet: dict[str, Any] = {}
     kubelet_extra_args: list[str] = []
-    system_reserved: dict[ReservedResource, Quantity] = {
-        "cpu": "100m",
-        "memory": "256Mi",
-        "ephemeral-storage": "1Gi",
-    }
-    kube_reserved: dict[ReservedResource, Quantity] = {
-        "cpu": "100m",
-        "memory": "256Mi",
-        "ephemeral-storage": "1Gi",
-    }
-    eviction_hard: dict[EvictionSignal, Threshold] = {
-        "memory.available": "200Mi",
-        "nodefs.available": "10%",
-        "nodefs.inodesFree": "5%",
-        "imagefs.available": "15%",
-    }
+    # These maps merge key by key over their defaults: setting one signal keeps the other three.
+    system_reserved: dict[ReservedResource, Quantity] = dict(_RESERVED)
+    kube_reserved: dict[ReservedResource, Quantity] = dict(_RESERVED)
+    eviction_hard: dict[EvictionSignal, Threshold] = dict(_EVICTION_HARD)
     max_pods: int = Field(110, ge=1, le=2500)
     pod_pids_limit: int = Field(4096, ge=-1)
     resolv_conf: AbsolutePath = "/etc/resolv.conf"
@@ -317,6 +328,12 @@ class NodeSettings(_Model):
     # cgroup v1 hosts are refused (kubelets from 1.35 on refuse them); true runs the kubelet
     # with failCgroupV1: false while upstream still allows it.
     allow_cgroup_v1: bool = False
+
+    @field_validator("system_reserved", "kube_reserved", "eviction_hard", mode="before")
+    @classmethod
+    def _merged_over_defaults(cls, value: Any, info: ValidationInfo) -> Any:
+        defaults = _EVICTION_HARD if info.field_name == "eviction_hard" else _RESERVED
+        return {**defaults, **value} if isinstance(value, Mapping) else value
 
     @field_validator("labels")
     @classmethod
@@ -362,6 +379,11 @@ class NodeSettings(_Model):
                 raise invalid(arg, "is set by this program; use the matching setting instead")
             if any(c in arg for c in "\"'\\$`\n"):
                 raise invalid(arg, "must not contain quotes, backslashes, '$', '`' or newlines")
+            if flag in _SECURITY_FLAGS:  # flags override the config file: the same check as `kubelet:`
+                path, read = _SECURITY_FLAGS[flag]
+                problems = _insecure_kubelet_settings(_as_override(path, read(arg.partition("=")[2])))
+                if problems:
+                    raise invalid(arg, f"would undo a secure default ({'; '.join(problems)})")
         return value
 
 
