@@ -176,3 +176,38 @@ def test_key_material_is_never_echoed(test_ca, ssh_key):
     message = str(run.error)
     assert "cluster.caKeyFile: <a long or secret value, not shown> is not a readable file" in message
     assert "PRIVATE KEY" not in message and test_ca.key_pem.splitlines()[1] not in message
+
+
+@pytest.mark.parametrize(
+    ("mutation", "path", "words"),
+    [
+        (_set("defaults.hostnameOverride", "yes"), "defaults.hostnameOverride", "must be true or false"),
+        (
+            _set("nodes[0].ssh.insecureIgnoreHostKey", "true"),
+            "nodes[0].ssh.insecureIgnoreHostKey",
+            "must be true or false",
+        ),
+        (_set("cluster.kubernetesVersion", 1.36), "cluster.kubernetesVersion", "quote the full version"),
+        (
+            _set("defaults.labels", {"node.kubernetes.io/gpu": True}),
+            "defaults.labels",
+            'quote it (node.kubernetes.io/gpu: "true")',
+        ),
+        (
+            _set("nodes[0].ssh.hostKey", "192.0.2.11 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx"),
+            "nodes[0].ssh.hostKey",
+            "drop the host",
+        ),
+    ],
+    ids=["yes-as-bool", "quoted-bool", "unquoted-version", "bool-label", "keyscan-line"],
+)
+def test_yaml_traps_are_named_with_a_hint(test_ca, ssh_key, mutation, path, words):
+    """The common YAML mistakes, each refused at its key path with what to write instead."""
+    raw = base_config(test_ca, ssh_key)
+    mutation(raw)
+    run = run_program(raw)
+    assert isinstance(run.error, pulumi.RunError), run.error
+    lines = [line for line in str(run.error).splitlines() if f"- {path}:" in line]
+    assert lines and words in lines[0], str(run.error)
+    assert "Input should be" not in str(run.error)  # pydantic's own wording does not leak
+    assert run.resources == []

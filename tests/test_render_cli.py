@@ -107,3 +107,15 @@ def test_generated_scripts_pass_shellcheck(tmp_path):
                 ["shellcheck", "-s", "bash", str(path)], capture_output=True, text=True, check=False
             )
             assert result.returncode == 0, result.stdout
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    (tmp_path / "Pulumi.broken.yaml").write_text("config:\n  k8s-workers:cluster:\n    name: [unclosed\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "components", "render", "--stack", "broken", "--out", str(tmp_path / "out"),
+         "--project-dir", str(tmp_path)],
+        cwd=PROJECT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: Pulumi.broken.yaml line 4, column 1:"), result.stderr
+    assert "Traceback" not in result.stderr

@@ -25,6 +25,7 @@ from k8s_workers.config.types import (
     Quantity,
     ReservedResource,
     Sha256,
+    StrictBool,
     Threshold,
     invalid,
     kubernetes_rule,
@@ -120,7 +121,7 @@ class Cni(_Model):
     ] = "cni0"
     # bridge mode: each node routes the other nodes' pod CIDRs to their addresses (nodes on one
     # L2 network). Turn off where the network already routes pod CIDRs.
-    pod_routes: bool = True
+    pod_routes: StrictBool = True
 
 
 class KubeProxy(_Model):
@@ -161,7 +162,7 @@ class Cluster(_Model):
     # The user the apiserver presents to kubelets (--kubelet-client-certificate CN).
     apiserver_kubelet_client_user: str = "kube-apiserver-kubelet-client"
     # Every RBAC cluster binds system:node-proxier to system:kube-proxy by default; true adds ours.
-    manage_kube_proxy_rbac: bool = False
+    manage_kube_proxy_rbac: StrictBool = False
     # approve: the program approves kubelet-serving CSRs that match the inventory (on every `up`);
     # manual: you approve them; self-signed: kubelets serve self-signed certificates (no CSR).
     serving_certificates: Literal["approve", "manual", "self-signed"] = "approve"
@@ -205,6 +206,13 @@ class Cluster(_Model):
             raise invalid(value, problem)
         return value.rstrip(".")
 
+    @field_validator("kubernetes_version", mode="before")
+    @classmethod
+    def _version_is_text(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise invalid(value, f'is a number: YAML reads an unquoted {value} so; quote the full version ("1.37.2")')
+        return value
+
     @field_validator("kubernetes_version")
     @classmethod
     def _version(cls, value: str) -> str:
@@ -244,7 +252,7 @@ class Ssh(_Model):
     private_key_file: str | None = None
     host_key: HostKey | None = None
     # Without a host key anyone answering on the address gets the node's token and keys.
-    insecure_ignore_host_key: bool = False
+    insecure_ignore_host_key: StrictBool = False
     dial_error_limit: int = Field(3, ge=1, le=100)
     per_dial_timeout: int = Field(10, ge=1, le=300)
 
@@ -311,7 +319,7 @@ class NodeSettings(_Model):
 
     arch: Arch = "amd64"
     ssh: Ssh = Ssh()
-    labels: dict[str, str] = {}
+    labels: dict[str, Any] = {}  # values checked below, with a hint for YAML's unquoted true/1
     taints: list[Taint] = []
     # Deep-merged over the generated KubeletConfiguration.
     kubelet: dict[str, Any] = {}
@@ -324,10 +332,10 @@ class NodeSettings(_Model):
     pod_pids_limit: int = Field(4096, ge=-1)
     resolv_conf: AbsolutePath = "/etc/resolv.conf"
     # Off by default (CIS 4.2.8): the node name must then equal the host's hostname.
-    hostname_override: bool = False
+    hostname_override: StrictBool = False
     # cgroup v1 hosts are refused (kubelets from 1.35 on refuse them); true runs the kubelet
     # with failCgroupV1: false while upstream still allows it.
-    allow_cgroup_v1: bool = False
+    allow_cgroup_v1: StrictBool = False
 
     @field_validator("system_reserved", "kube_reserved", "eviction_hard", mode="before")
     @classmethod
@@ -343,7 +351,8 @@ class NodeSettings(_Model):
             if problem:
                 raise ValueError(f"label key {key!r}: {problem}")
             if not isinstance(label, str):
-                raise ValueError(f"label {key!r}: value {label!r} must be a string")
+                shown = str(label).lower() if isinstance(label, bool) else str(label)
+                raise ValueError(f'label {key!r}: value {label!r} is not a string: quote it ({key}: "{shown}")')
             problem = k8s_names.label_value_error(label)
             if problem:
                 raise ValueError(f"label {key!r}: value {label!r} {problem}")

@@ -108,12 +108,24 @@ def pem_certificate(value: Any) -> str:
     return value.strip() + "\n"
 
 
+_KEY_TYPES = r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521))"
+
+
 def _host_key(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(
-        r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+=*( .*)?", value.strip()
-    ):
+    if isinstance(value, str) and re.fullmatch(rf"\S+ {_KEY_TYPES} [A-Za-z0-9+/]+=*", value.strip()):
+        raise invalid(
+            value, "starts with a host name, as `ssh-keyscan` prints it: drop the host, keep 'ssh-ed25519 AAAA...'"
+        )
+    if not isinstance(value, str) or not re.fullmatch(rf"{_KEY_TYPES} [A-Za-z0-9+/]+=*( .*)?", value.strip()):
         raise invalid(value, "is not an SSH public host key ('ssh-ed25519 AAAA...')")
     return value.strip()
+
+
+def _strict_bool(value: Any) -> bool:
+    """true or false only: YAML 1.2 (Pulumi's) reads `yes`/`no`/`on` as strings, which must not pass as booleans."""
+    if isinstance(value, bool):
+        return value
+    raise invalid(value, "must be true or false (unquoted); `yes`, `no` and quoted words are strings")
 
 
 IPAddress = Annotated[ipaddress.IPv4Address | ipaddress.IPv6Address, PlainValidator(parse_ip)]
@@ -123,6 +135,7 @@ Quantity = Annotated[str, PlainValidator(_quantity)]
 Threshold = Annotated[str, PlainValidator(_threshold)]
 PemCertificate = Annotated[str, PlainValidator(pem_certificate)]
 HostKey = Annotated[str, PlainValidator(_host_key)]
+StrictBool = Annotated[bool, PlainValidator(_strict_bool)]
 Arch = Literal["amd64", "arm64"]
 ArtifactName = Literal["kubelet", "kube-proxy", "containerd", "runc", "cni-plugins"]
 ReservedResource = Literal["cpu", "memory", "ephemeral-storage", "pid"]
