@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from k8s_workers.config.loader import StackConfig, load_config
-from lab import build, cluster, images, mirror, remote, stack
+from lab import cluster, images, mirror, remote, stack
 from lab.__main__ import down, up
 from lab.hosts import LabHost
 from lab.install import NodeJob, install_jobs, removal_jobs, run_all
@@ -79,11 +79,6 @@ def systemd_hosts(lab: LabState) -> list[LabHost]:
 @pytest.fixture(scope="session")
 def bare_host(lab: LabState) -> LabHost:
     return next(h for h in lab.hosts if h.init != "systemd")
-
-
-@pytest.fixture(scope="session")
-def kubectl_binary(lab: LabState) -> str:
-    return str(build.binary("kubectl"))
 
 
 ConfigFactory = Callable[..., StackConfig]
