@@ -14,7 +14,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 from pulumi_command import local, remote
 
-from components.serving_certificates import ServingCertificates
+from components.node_registration import ServingCertificates
 from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.render.cluster_objects import (
     BOOTSTRAP_TOKEN_TYPE,

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from components.serving_certificates import _Provider
+from components.node_registration import _Provider
 from lab import cluster, remote
 from lab.install import install_jobs, lab_token, removal_jobs, run_all
 from lab.paths import ADMIN_KUBECONFIG
