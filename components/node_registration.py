@@ -1,9 +1,16 @@
-"""Per node: approve its kubelet's serving-certificate requests that match the inventory.
+"""Per node, after its install: finish the join on the cluster side.
 
-A Pulumi dynamic resource over `k8s_workers.cluster_api` (the decision is
-`k8s_workers.decisions.serving_csr`). It runs after the node's install, which returns once the
-Node is Ready, so the kubelet has asked by then. Renewals: on every `pulumi up` (and preview) its
-diff looks for pending requests of the node that match, and plans an update that approves them.
+A Pulumi dynamic resource over `k8s_workers.cluster_api` (decisions in `k8s_workers.decisions`).
+It runs after the install, which returns once the Node is Ready, and:
+1. approves the kubelet's serving-certificate requests that match the inventory (when
+   `servingCertificates: approve`);
+2. puts the declared labels and taints on the Node and lifts the startup taint (a label or taint
+   change is this update alone: the host is not touched);
+3. revokes the node's bootstrap token: the kubelet renews its client certificate with its own
+   identity, so the token is not needed again.
+Drift and renewals: on every `pulumi up` (and preview) its diff asks the cluster whether a
+renewal is pending, the Node lacks what is declared, or the token still authenticates, and plans
+an update that fixes it. Without a reachable cluster it plans nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateRes
 from k8s_workers.config.loader import Cluster, Node
 
 TIMEOUT_S = 60.0  # the node is Ready when this runs: its kubelet asks within seconds
+_INPUTS = ("node", "inventory", "approveServing", "labels", "taints", "tokenId")
 
 
 def _inventory(props: dict[str, Any]) -> dict[str, Any]:
@@ -24,40 +32,88 @@ def _inventory(props: dict[str, Any]) -> dict[str, Any]:
     return {n["name"]: NodeIdentity.of(n["name"], n["addresses"]) for n in props["inventory"]}
 
 
-class _Provider(ResourceProvider):
-    def _approve(self, props: dict[str, Any]) -> dict[str, Any]:
-        from k8s_workers.cluster_api import api_client, approve_serving_certificates
+def _declared(props: dict[str, Any]) -> Any:
+    from k8s_workers.decisions.node_metadata import Declared
 
-        report = approve_serving_certificates(
-            api_client(props.get("kubeconfig")), _inventory(props), {props["node"]}, timeout=TIMEOUT_S
-        )
+    return Declared.of(props.get("labels") or {}, props.get("taints") or [])
+
+
+def register(props: dict[str, Any]) -> dict[str, Any]:
+    """What create and update do; the lab calls it too, so it runs what `pulumi up` runs."""
+    from k8s_workers.cluster_api import (
+        api_client,
+        approve_serving_certificates,
+        reconcile_node_metadata,
+        revoke_bootstrap_token,
+    )
+
+    api = api_client(props.get("kubeconfig"))
+    node = props["node"]
+    approved: list[str] = []
+    left_alone: list[str] = []
+    if props.get("approveServing"):
+        report = approve_serving_certificates(api, _inventory(props), {node}, timeout=TIMEOUT_S)
         if report.waited_for:
             raise RuntimeError(
-                f"{props['node']}: its kubelet asked for no serving certificate within {TIMEOUT_S:.0f} s; "
+                f"{node}: its kubelet asked for no serving certificate within {TIMEOUT_S:.0f} s; "
                 "check `serverTLSBootstrap` and the kubelet's log. " + "; ".join(report.lines())
             )
-        return {**props, "approved": [v.csr for v in report.approved], "leftAlone": report.lines()}
+        approved, left_alone = [v.csr for v in report.approved], report.lines()
+    reconcile_node_metadata(api, node, _declared(props))
+    revoke_bootstrap_token(api, props["tokenId"])
+    return {**props, "approved": approved, "left_alone": left_alone}
 
+
+def drift(props: dict[str, Any]) -> list[str]:
+    """What the cluster lacks compared with the last `up`: the reasons an update is planned."""
+    from k8s_workers.cluster_api import api_client, bootstrap_token_exists, node_metadata_drift, pending_for
+
+    api = api_client(props.get("kubeconfig"))
+    reasons = []
+    if props.get("approveServing") and pending_for(api, _inventory(props), {props["node"]}):
+        reasons.append("approved")  # a renewal is waiting
+    if node_metadata_drift(api, props["node"], _declared(props)):
+        reasons.append("labels")
+    if bootstrap_token_exists(api, props["tokenId"]):
+        reasons.append("tokenId")  # still authenticates: revoke it
+    return reasons
+
+
+class _Provider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=f"serving-certificates-{props['node']}", outs=self._approve(props))
+        return CreateResult(id_=f"registration-{props['node']}", outs=register(props))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._approve(news))
+        return UpdateResult(outs=register(news))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in ("node", "inventory") if olds.get(k) != news.get(k)]
+        changed = [k for k in _INPUTS if olds.get(k) != news.get(k)]
         if not changed:
             try:
-                from k8s_workers.cluster_api import api_client, pending_for
-
-                if pending_for(api_client(news.get("kubeconfig")), _inventory(news), {news["node"]}):
-                    changed = ["approved"]  # a renewal is waiting: approve it on this `up`
-            except Exception:
-                pass
+                changed = drift(news)
+            except Exception:  # no cluster reachable (a preview in CI): nothing to say
+                changed = []
         return DiffResult(changes=bool(changed), replaces=[], stables=["node"], delete_before_replace=False)
 
 
-class ServingCertificates(pulumi.dynamic.Resource):
+def registration_props(cluster: Cluster, node: Node, token_id: Any, kubeconfig: Any) -> dict[str, Any]:
+    """The resource's inputs (Outputs in the program, plain values in the lab)."""
+    # Only this node's own identity: it judges the requests its kubelet makes (the other nodes'
+    # resources judge theirs), and the stack stays linear in size (no inventory per node).
+    return {
+        "node": node.name,
+        "inventory": [{"name": node.name, "addresses": [str(node.address)]}],
+        "approveServing": cluster.serving_certificates == "approve",
+        "labels": dict(node.labels),
+        "taints": [t.model_dump() for t in node.taints],
+        "tokenId": token_id,
+        "kubeconfig": kubeconfig,
+        "approved": None,
+        "left_alone": None,
+    }
+
+
+class NodeRegistration(pulumi.dynamic.Resource):
     approved: pulumi.Output[list[str]]
     left_alone: pulumi.Output[list[str]]
 
@@ -65,21 +121,15 @@ class ServingCertificates(pulumi.dynamic.Resource):
         self,
         cluster: Cluster,
         node: Node,
+        token_id: pulumi.Input[str],
         kubeconfig: pulumi.Input[str] | None,
         opts: pulumi.ResourceOptions | None = None,
     ):
-        # Only this node's own identity: it judges the requests its kubelet makes (the other nodes'
-        # resources judge theirs), and the stack stays linear in size (no inventory per node).
-        inventory = [{"name": node.name, "addresses": [str(node.address)]}]
         super().__init__(
             _Provider(),
-            f"{node.name}-serving-certificates",
-            {
-                "node": node.name,
-                "inventory": inventory,
-                "kubeconfig": pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
-                "approved": None,
-                "leftAlone": None,
-            },
-            opts,
+            f"{node.name}-registration",
+            registration_props(
+                cluster, node, token_id, pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None
+            ),
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"])),
         )

@@ -9,20 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_kubernetes as k8s
 import pulumi_random as random
 import pulumi_tls as tls
-from pulumi_command import local, remote
+from pulumi_command import remote
 
-from components.node_registration import ServingCertificates
+from components.bootstrap_token import BootstrapToken
+from components.node_registration import NodeRegistration
 from k8s_workers.config.loader import Cluster, Node
-from k8s_workers.render.cluster_objects import (
-    BOOTSTRAP_TOKEN_TYPE,
-    bootstrap_token_data,
-    bootstrap_token_metadata,
-    token_expiration,
-    token_expires_at,
-)
 from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets
 from k8s_workers.scripts.commands import install_command, install_script, removal_command
 from k8s_workers.scripts.install_plan import plan_node
@@ -69,24 +62,8 @@ class WorkerNode(pulumi.ComponentResource):
         # The id names the token's Secret: public by design; the rest stays secret.
         token_id = pulumi.Output.unsecret(token.result.apply(lambda r: r[:TOKEN_ID_LENGTH]))
         token_secret = pulumi.Output.secret(token.result.apply(lambda r: r[TOKEN_ID_LENGTH:]))
-        # The moment the token was issued, recorded once in state: an expiry computed
-        # from the clock at every run would change on every `pulumi up`. A new token (its
-        # id changes) replaces this record, so a re-issued token gets a fresh expiry.
-        issued_at = local.Command(
-            f"{prefix}-bootstrap-token-issued-at", create="date -u +%s", triggers=[token_id], opts=child
-        )
-        expiration = issued_at.stdout.apply(
-            lambda out: token_expiration(int(out.strip()), cluster.bootstrap_token_ttl_hours)
-        )
-        token_secret_object = k8s.core.v1.Secret(
-            f"{prefix}-bootstrap-token",
-            metadata=token_id.apply(lambda i: k8s.meta.v1.ObjectMetaArgs(**bootstrap_token_metadata(node.name, i))),
-            type=BOOTSTRAP_TOKEN_TYPE,
-            string_data=pulumi.Output.all(token_id, token_secret, expiration).apply(
-                lambda a: bootstrap_token_data(node.name, a[0], a[1], a[2])
-            ),
-            opts=child,
-        )
+        # Its Secret: created before the install, revoked by the registration once the node joined.
+        bootstrap_token = BootstrapToken(cluster, node, token_id, token_secret, credentials.kubeconfig, opts=child)
 
         kube_proxy_key = tls.PrivateKey(f"{prefix}-kube-proxy-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         kube_proxy_csr = tls.CertRequest(
@@ -110,12 +87,13 @@ class WorkerNode(pulumi.ComponentResource):
         review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS, peers)
         command = install_command(review_plan, node.ssh.user)  # known at the first preview
         # What runs: the same plan with the real secrets, on stdin.
-        expires_at = issued_at.stdout.apply(
-            lambda out: token_expires_at(int(out.strip()), cluster.bootstrap_token_ttl_hours)
-        )
         script = pulumi.Output.secret(
             pulumi.Output.all(
-                token_id, token_secret, kube_proxy_cert.cert_pem, kube_proxy_key.private_key_pem, expires_at
+                token_id,
+                token_secret,
+                kube_proxy_cert.cert_pem,
+                kube_proxy_key.private_key_pem,
+                bootstrap_token.expires_at,
             ).apply(
                 lambda a: install_script(
                     plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3], a[4]), peers)
@@ -142,20 +120,18 @@ class WorkerNode(pulumi.ComponentResource):
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[token_secret_object],
+                depends_on=[bootstrap_token],
                 additional_secret_outputs=["stdout", "stderr"],
                 # Old and new install manage the same files: remove before re-creating.
                 delete_before_replace=True,
             ),
         )
 
-        if cluster.serving_certificates == "approve":
-            self.serving_certificates = ServingCertificates(
-                cluster,
-                node,
-                credentials.kubeconfig,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
-            )
+        # Serving certificates, labels and taints on the Node, the token revoked: after the install.
+        self.registration = NodeRegistration(
+            cluster, node, token_id, credentials.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
+        )  # fmt: skip
 
         self.name = pulumi.Output.from_input(node.name)
         self.address = pulumi.Output.from_input(str(node.address))

@@ -1,5 +1,7 @@
 """The thin adapter to the Kubernetes API for what pulumi-kubernetes does not do: read and approve
-CertificateSigningRequests. Decisions are made by `k8s_workers.decisions`; this only talks.
+CertificateSigningRequests, patch a Node that the kubelet created, and create and revoke
+bootstrap tokens outside Pulumi's view of the cluster (a revoked token must not look like drift).
+Decisions are made by `k8s_workers.decisions`; this only talks.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any
 import yaml
 from kubernetes import client
 from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
 
+from k8s_workers.decisions.node_metadata import Declared, reconcile
 from k8s_workers.decisions.serving_csr import NodeIdentity, Verdict, judge_all
 
 APPROVAL_REASON = "K8sWorkersInventoryMatch"
@@ -90,3 +94,71 @@ def approve_serving_certificates(
 def pending_for(api: client.ApiClient, inventory: Mapping[str, NodeIdentity], nodes: set[str]) -> list[Verdict]:
     """Pending requests of `nodes` the program would approve (renewals due): for previews."""
     return [v for v in judge_all(list_csrs(api), inventory) if v.approve and v.node in nodes]
+
+
+def read_node(api: client.ApiClient, name: str) -> dict[str, Any] | None:
+    try:
+        return api.sanitize_for_serialization(client.CoreV1Api(api).read_node(name))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def node_metadata_drift(api: client.ApiClient, name: str, declared: Declared) -> bool:
+    """True when the registered Node lacks a declared label or taint (or carries a removed one)."""
+    node = read_node(api, name)
+    return node is not None and reconcile(node, declared) is not None
+
+
+def reconcile_node_metadata(api: client.ApiClient, name: str, declared: Declared, attempts: int = 5) -> bool:
+    """Patch the Node to the declared labels and taints; True if it changed. A conflict (someone
+    changed the Node since it was read) is read and computed again."""
+    core = client.CoreV1Api(api)
+    for _ in range(attempts):
+        node = read_node(api, name)
+        if node is None:
+            raise LookupError(f"Node {name} is not registered")
+        patch = reconcile(node, declared)
+        if patch is None:
+            return False
+        try:
+            core.patch_node(name, patch, _content_type="application/merge-patch+json")
+            return True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    raise RuntimeError(f"Node {name} kept changing under {attempts} attempts to patch its labels and taints")
+
+
+def create_bootstrap_token(api: client.ApiClient, manifest: dict[str, Any]) -> None:
+    """Create the token's Secret, or put it back as declared if one of that name exists."""
+    core = client.CoreV1Api(api)
+    metadata = manifest["metadata"]
+    try:
+        core.create_namespaced_secret(metadata["namespace"], manifest)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_secret(metadata["name"], metadata["namespace"], manifest)
+
+
+def bootstrap_token_exists(api: client.ApiClient, token_id: str) -> bool:
+    try:
+        client.CoreV1Api(api).read_namespaced_secret(f"bootstrap-token-{token_id}", "kube-system")
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def revoke_bootstrap_token(api: client.ApiClient, token_id: str) -> bool:
+    """Delete the token's Secret: the apiserver stops accepting the token at once. True if it existed."""
+    try:
+        client.CoreV1Api(api).delete_namespaced_secret(f"bootstrap-token-{token_id}", "kube-system")
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise

@@ -15,10 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from k8s_workers.config.loader import StackConfig
-from k8s_workers.render.cluster_objects import bootstrap_token_secret, cluster_role_bindings, token_expiration
+from k8s_workers.render.cluster_objects import cluster_role_bindings
 from lab import build
 from lab.control_plane import api_server_url
-from lab.install import lab_token
 from lab.paths import ADMIN_KUBECONFIG, LAB_CA_CERT
 
 
@@ -57,14 +56,8 @@ def apply(manifests: Iterable[dict[str, Any]]) -> None:
 
 
 def program_objects(config: StackConfig) -> list[dict[str, Any]]:
-    """What the program's ClusterBootstrap and WorkerNodes declare, with the lab's tokens."""
-    objects = cluster_role_bindings(config.cluster)
-    for node in config.nodes:
-        token, issued_at = lab_token(node.name)
-        token_id, token_secret = token.split(".")
-        expiration = token_expiration(issued_at, config.cluster.bootstrap_token_ttl_hours)
-        objects.append(bootstrap_token_secret(node.name, token_id, token_secret, expiration))
-    return objects
+    """What the program's ClusterBootstrap declares (tokens come from each node's BootstrapToken)."""
+    return cluster_role_bindings(config.cluster)
 
 
 def conditions(node: dict[str, Any]) -> dict[str, str]:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from components import bootstrap_token, node_registration
 from k8s_workers.config.loader import StackConfig
 from k8s_workers.render.cluster_objects import token_expires_at
 from k8s_workers.render.node_files import NodeSecrets
@@ -18,7 +19,7 @@ from k8s_workers.scripts.commands import install_command, install_script, remova
 from k8s_workers.scripts.install_plan import NodePlan, plan_node
 from lab import remote
 from lab.hosts import LabHost
-from lab.paths import CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY
+from lab.paths import ADMIN_KUBECONFIG, CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY
 from lab.pki import client_certificate, write_private
 
 
@@ -92,3 +93,39 @@ def run_all(jobs: list[NodeJob]) -> dict[str, remote.RemoteResult | remote.HostE
 
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
         return dict(zip((j.host.name for j in jobs), pool.map(one, jobs), strict=True))
+
+
+def issue_tokens(config: StackConfig, hosts: Iterable[LabHost]) -> None:
+    """What each node's BootstrapToken resource does on create (its provider, called as the engine
+    would): the token's Secret in kube-system, valid until its node has joined."""
+    names = {h.name for h in hosts}
+    for node in config.nodes:
+        if node.name in names:
+            bootstrap_token._Provider().create(token_props(config, node.name))
+
+
+def token_props(config: StackConfig, name: str) -> dict:
+    node = next(n for n in config.nodes if n.name == name)
+    token_id, token_secret = lab_token(name)[0].split(".")
+    return bootstrap_token.token_props(config.cluster, node, token_id, token_secret, ADMIN_KUBECONFIG.read_text())
+
+
+def registration_props(config: StackConfig, name: str) -> dict:
+    node = next(n for n in config.nodes if n.name == name)
+    token_id = lab_token(name)[0].split(".")[0]
+    return node_registration.registration_props(config.cluster, node, token_id, ADMIN_KUBECONFIG.read_text())
+
+
+def register_all(config: StackConfig, hosts: Iterable[LabHost]) -> dict[str, dict | Exception]:
+    """What each node's NodeRegistration does after its install, in parallel as the engine would:
+    serving certificates, labels and taints on the Node, the token revoked."""
+    names = [h.name for h in hosts if any(n.name == h.name for n in config.nodes)]
+
+    def one(name: str) -> dict | Exception:
+        try:
+            return node_registration.register(registration_props(config, name))
+        except Exception as exc:  # reported per node, as the engine does
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return dict(zip(names, pool.map(one, names), strict=True))

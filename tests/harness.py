@@ -28,7 +28,8 @@ from pulumi.runtime import settings
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_VALUE_SIG = "1b47061264138c4ac30d75fd1eb44270"  # the value under SECRET_SIG that marks a secret
-ISSUED_AT = 1767225600  # 2026-01-01T00:00:00Z, what the mocked `date -u +%s` prints
+ISSUED_AT = 1767225600  # 2026-01-01T00:00:00Z: when the mocked bootstrap tokens were created
+DYNAMIC = "pulumi-python:dynamic:Resource"
 
 
 @dataclass
@@ -160,9 +161,14 @@ class WorkerMocks(pulumi.runtime.Mocks):
             outputs["certRequestPem"] = csr.public_bytes(serialization.Encoding.PEM).decode()
         elif args.typ == "tls:index/locallySignedCert:LocallySignedCert":
             outputs.update({k: v for k, v in sign_request(inputs).items() if k not in inputs})
-        elif args.typ == "command:local:Command":
-            outputs["stdout"] = f"{ISSUED_AT}\n"
-            outputs["stderr"] = ""
+        elif args.typ == DYNAMIC and args.name.endswith("-bootstrap-token-secret"):
+            # As components.bootstrap_token's provider: the Secret's name as id, the expiry counted
+            # from its creation.
+            resource_id = f"bootstrap-token-{inputs['tokenId']}"
+            outputs["expires_at"] = ISSUED_AT + int(inputs["ttlHours"]) * 3600
+        elif args.typ == DYNAMIC and args.name.endswith("-registration"):
+            resource_id = f"registration-{inputs['node']}"
+            outputs.update(approved=[], left_alone=[])
         elif args.typ == "command:remote:Command":
             outputs["stdout"] = ""
             outputs["stderr"] = ""

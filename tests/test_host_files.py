@@ -102,11 +102,11 @@ def test_no_flag_or_setting_current_kubelets_reject(test_ca):
 def test_kubelet_flags(test_ca):
     flags = _files(_config(test_ca), 1)[PATHS.kubelet_flags]
     assert "--node-ip=192.0.2.12" in flags
-    assert "--node-labels=node.kubernetes.io/pool=general" in flags
-    assert "--register-with-taints" not in flags  # deprecated flag: the config carries taints
-    doc = yaml.safe_load(_files(_config(test_ca), 1)[PATHS.kubelet_config])
-    assert doc["registerWithTaints"] == [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]
-    assert "registerWithTaints" not in yaml.safe_load(_files(_config(test_ca), 0)[PATHS.kubelet_config])
+    # Labels and taints go on the Node through the API; the kubelet registers with the startup taint.
+    assert "--node-labels" not in flags and "--register-with-taints" not in flags
+    startup = [{"key": "k8s-workers/uninitialized", "effect": "NoSchedule"}]
+    for index in (0, 1):
+        assert yaml.safe_load(_files(_config(test_ca), index)[PATHS.kubelet_config])["registerWithTaints"] == startup
     assert f"--cert-dir={PATHS.kubelet_pki}" in flags
     assert "--hostname-override" not in flags
     dropin = _files(_config(test_ca))[PATHS.kubelet_dropin]

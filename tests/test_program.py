@@ -19,11 +19,10 @@ from k8s_workers.render.host_paths import PATHS
 from k8s_workers.render.node_files import NodeSecrets, node_files
 from k8s_workers.render.stack import render_stack
 from k8s_workers.scripts.install_plan import plan_node, sha256_text
-from tests.harness import ISSUED_AT, Run, run_program
+from tests.harness import DYNAMIC, ISSUED_AT, Run, run_program
 from tests.placed import placed_files
 
 CRB = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
-SECRET = "kubernetes:core/v1:Secret"
 REMOTE = "command:remote:Command"
 NODES = ("worker-1", "worker-2.example.org")
 
@@ -41,6 +40,15 @@ def run(test_ca, ssh_key) -> Run:
 
 def _stdin(run: Run, node: str) -> str:
     return run.named(f"{node}-install").inputs["stdin"]
+
+
+def _tokens(run: Run) -> dict[str, tuple[str, str]]:
+    """node -> (token id, token secret), as each node's BootstrapToken resource holds them."""
+    return {
+        r.inputs["node"]: (r.inputs["tokenId"], r.inputs["tokenSecret"])
+        for r in run.of_type(DYNAMIC)
+        if r.name.endswith("-bootstrap-token-secret")
+    }
 
 
 def test_cluster_role_bindings(run):
@@ -65,34 +73,67 @@ def test_cluster_role_bindings(run):
     assert "selfnodeserver" not in everything
 
 
-def test_bootstrap_token_secrets(run):
-    secrets = {r.inputs["metadata"]["annotations"]["k8s-workers/node"]: r for r in run.of_type(SECRET)}
-    assert set(secrets) == set(NODES)
-    expiry = datetime.datetime.fromtimestamp(ISSUED_AT, datetime.UTC) + datetime.timedelta(hours=24)
-    for secret in secrets.values():
-        data = secret.inputs["stringData"]
-        assert secret.inputs["type"] == "bootstrap.kubernetes.io/token"
-        assert secret.inputs["metadata"]["namespace"] == "kube-system"
-        assert re.fullmatch(r"[a-z0-9]{6}", data["token-id"])
-        assert re.fullmatch(r"[a-z0-9]{16}", data["token-secret"])
-        assert secret.inputs["metadata"]["name"] == f"bootstrap-token-{data['token-id']}"
+def test_each_node_has_a_bootstrap_token_whose_secret_stays_secret(run):
+    tokens = _tokens(run)
+    assert set(tokens) == set(NODES)
+    for node, (token_id, token_secret) in tokens.items():
+        resource = run.named(f"{node}-bootstrap-token-secret")
+        assert re.fullmatch(r"[a-z0-9]{6}", token_id) and re.fullmatch(r"[a-z0-9]{16}", token_secret)
+        assert resource.id == f"bootstrap-token-{token_id}"  # the public half only
+        assert "tokenSecret" in resource.secret_inputs and "tokenId" not in resource.secret_inputs
+        assert {"tokenSecret", "kubeconfig"} <= set(resource.additional_secret_outputs)
+        assert resource.inputs["ttlHours"] == 24
+    assert len({t for t, _ in tokens.values()}) == len(NODES)
+
+
+def test_the_bootstrap_token_provider_creates_the_secret_the_apiserver_reads(run, monkeypatch):
+    """What the provider sends when the engine creates it (the API call replaced by a recorder)."""
+    import time
+
+    from components import bootstrap_token
+    from k8s_workers import cluster_api
+
+    sent: list[dict] = []
+    monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
+    monkeypatch.setattr(cluster_api, "create_bootstrap_token", lambda api, manifest: sent.append(manifest))
+    before = int(time.time())
+    for node in NODES:
+        props = dict(run.named(f"{node}-bootstrap-token-secret").inputs)
+        created = bootstrap_token._Provider().create(props)
+        secret = sent[-1]
+        data = secret["stringData"]
+        assert created.id == secret["metadata"]["name"] == f"bootstrap-token-{props['tokenId']}"
+        assert secret["type"] == "bootstrap.kubernetes.io/token"
+        assert secret["metadata"]["namespace"] == "kube-system"
+        assert secret["metadata"]["annotations"]["k8s-workers/node"] == node
+        assert (data["token-id"], data["token-secret"]) == (props["tokenId"], props["tokenSecret"])
         assert data["usage-bootstrap-authentication"] == "true"
         assert "usage-bootstrap-signing" not in data  # no cluster-info discovery is used
-        assert data["expiration"] == expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+        expires = datetime.datetime.strptime(data["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+        assert created.outs["expires_at"] == int(expires.timestamp())
+        assert before + 24 * 3600 <= created.outs["expires_at"] <= int(time.time()) + 24 * 3600  # from creation
         for group in data["auth-extra-groups"].split(","):
             assert re.fullmatch(r"system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]", group)
-        assert data["description"]
-        assert "stringData" in secret.secret_inputs
-        assert not {p for p in secret.secret_inputs if p.startswith("metadata")}
-    assert secrets["worker-2.example.org"].inputs["stringData"]["auth-extra-groups"] == (
+    assert sent[-1]["stringData"]["auth-extra-groups"] == (
         "system:bootstrappers:k8s-workers,system:bootstrappers:worker-2-example-org"
     )
+
+
+def test_a_bootstrap_token_is_replaced_only_with_a_new_token_and_refresh_keeps_it(run):
+    from components import bootstrap_token
+
+    provider = bootstrap_token._Provider()
+    olds = dict(run.named(f"{NODES[0]}-bootstrap-token-secret").inputs, expires_at=ISSUED_AT)
+    assert not provider.diff("x", olds, dict(olds, ttlHours=1, kubeconfig="other")).changes
+    assert provider.diff("x", olds, dict(olds, tokenId="zzzzzz")).replaces == ["tokenId"]
+    # Refresh asks the provider to read: a revoked token (its Secret gone) is what it expects.
+    assert provider.read("x", olds).outs == olds
 
 
 def test_no_token_secret_in_clear_anywhere_in_state(run):
     """What `pulumi stack export` shows without --show-secrets: ids and non-secret values. With
     mocks that return ids as the providers do (a RandomString's id is its result)."""
-    secrets = [s.inputs["stringData"]["token-secret"] for s in run.of_type(SECRET)]
+    secrets = [secret for _, secret in _tokens(run).values()]
     assert len(secrets) == len(NODES)
     for registration in run.resources:
         clear = json.dumps([registration.id, registration.plain])
@@ -103,13 +144,11 @@ def test_no_token_secret_in_clear_anywhere_in_state(run):
 
 
 def test_bootstrap_kubeconfig_carries_the_token_of_the_secret(run, tmp_path):
-    for secret in run.of_type(SECRET):
-        node = secret.inputs["metadata"]["annotations"]["k8s-workers/node"]
-        data = secret.inputs["stringData"]
+    for node, (token_id, token_secret) in _tokens(run).items():
         mode, text = placed_files(_stdin(run, node))[PATHS.bootstrap_kubeconfig]
         assert mode == "0600"
         kubeconfig = yaml.safe_load(text)
-        assert kubeconfig["users"][0]["user"]["token"] == f"{data['token-id']}.{data['token-secret']}"
+        assert kubeconfig["users"][0]["user"]["token"] == f"{token_id}.{token_secret}"
 
 
 def _kubeconfig_cert(text: str) -> tuple[x509.Certificate, object, x509.Certificate]:
@@ -156,17 +195,12 @@ def test_every_credential_input_is_secret(run):
         assert {"stdout", "stderr"} <= set(install.additional_secret_outputs)
         assert "privateKeyPem" in run.named(f"{node}-kube-proxy-csr").secret_inputs
         assert "caPrivateKeyPem" in run.named(f"{node}-kube-proxy-cert").secret_inputs
-        assert (
-            "stringData"
-            in next(
-                s for s in run.of_type(SECRET) if s.inputs["metadata"]["annotations"]["k8s-workers/node"] == node
-            ).secret_inputs
-        )
+        assert "tokenSecret" in run.named(f"{node}-bootstrap-token-secret").secret_inputs
 
 
 def test_no_secret_in_command_lines(run, test_ca, ssh_key):
     secrets = [test_ca.key_pem.splitlines()[1], ssh_key.splitlines()[1]]
-    secrets += [s.inputs["stringData"]["token-secret"] for s in run.of_type(SECRET)]
+    secrets += [secret for _, secret in _tokens(run).values()]
     secrets += [k.outputs["privateKeyPem"].splitlines()[1] for k in run.of_type("tls:index/privateKey:PrivateKey")]
     for install in run.of_type(REMOTE):
         assert "create" not in install.secret_inputs and "delete" not in install.secret_inputs
@@ -193,7 +227,7 @@ def test_install_waits_for_its_token_and_replaces_cleanly(run):
     for node in NODES:
         install = run.named(f"{node}-install")
         assert install.delete_before_replace
-        assert any(d.endswith(f"::{node}-bootstrap-token") and "Secret" in d for d in install.dependencies)
+        assert any(d.endswith(f"::{node}-bootstrap-token-secret") for d in install.dependencies)
 
 
 def test_command_manifest_matches_the_placed_files(run):
@@ -220,10 +254,7 @@ def test_component_outputs(run):
     outputs = [o for urn, o in run.component_outputs.items() if "WorkerNode" in urn]
     by_name = {o["name"]: o for o in outputs}
     assert set(by_name) == set(NODES)
-    token_ids = {
-        s.inputs["metadata"]["annotations"]["k8s-workers/node"]: s.inputs["stringData"]["token-id"]
-        for s in run.of_type(SECRET)
-    }
+    token_ids = {node: token_id for node, (token_id, _) in _tokens(run).items()}
     for node, out in by_name.items():
         assert out["bootstrapTokenId"] == token_ids[node]
         assert {"path": PATHS.kubelet_config, "mode": "0600"} in out["files"]
@@ -235,9 +266,7 @@ def test_component_outputs(run):
 def test_render_equals_what_the_components_place(run, tmp_path):
     config = load_config(run.raw, require_secrets=False)  # type: ignore[attr-defined]
     render_stack(config, tmp_path)
-    tokens = {
-        s.inputs["metadata"]["annotations"]["k8s-workers/node"]: s.inputs["stringData"] for s in run.of_type(SECRET)
-    }
+    tokens = _tokens(run)
     for node in config.nodes:
         placed = placed_files(_stdin(run, node.name))
         secret_paths = {PATHS.bootstrap_kubeconfig, PATHS.kube_proxy_kubeconfig}
@@ -249,7 +278,7 @@ def test_render_equals_what_the_components_place(run, tmp_path):
         # Secret files: the same function, fed the values the mocks produced, gives the same bytes.
         cert = run.named(f"{node.name}-kube-proxy-cert").outputs["certPem"]
         key = run.named(f"{node.name}-kube-proxy-key").outputs["privateKeyPem"]
-        token = f"{tokens[node.name]['token-id']}.{tokens[node.name]['token-secret']}"
+        token = ".".join(tokens[node.name])
         again = {f.path: f.content for f in node_files(config.cluster, node, NodeSecrets(token, cert, key))}
         for path in secret_paths:
             assert again[path] == placed[path][1]
@@ -296,30 +325,33 @@ def test_host_key_check_is_off_only_when_asked(test_ca, ssh_key):
     assert "hostKey" not in result.named("worker-1-install").inputs["connection"]
 
 
-def test_a_new_token_gets_a_fresh_issue_time(run):
-    """The issued-at record is replaced with the token: its triggers carry the token id."""
-    for secret in run.of_type(SECRET):
-        node = secret.inputs["metadata"]["annotations"]["k8s-workers/node"]
-        issued = run.named(f"{node}-bootstrap-token-issued-at")
-        assert issued.inputs["triggers"] == [secret.inputs["stringData"]["token-id"]]
-        assert issued.inputs["create"] == "date -u +%s"
-
-
-DYNAMIC = "pulumi-python:dynamic:Resource"
-
-
-def test_each_node_approves_its_serving_certificates_after_its_install(run):
-    approvers = {r.name: r for r in run.of_type(DYNAMIC)}
-    assert set(approvers) == {f"{n}-serving-certificates" for n in NODES}
-    installs = {r.name: r for r in run.of_type(REMOTE)}
+def test_each_node_registers_after_its_install(run):
+    registrations = {r.name: r for r in run.of_type(DYNAMIC) if r.name.endswith("-registration")}
+    assert set(registrations) == {f"{n}-registration" for n in NODES}
+    tokens = _tokens(run)
     for node in NODES:
-        approver = approvers[f"{node}-serving-certificates"]
-        assert approver.inputs["node"] == node
+        registration = registrations[f"{node}-registration"]
+        assert registration.inputs["node"] == node
+        assert registration.inputs["approveServing"] is True
         address = {"worker-1": "192.0.2.11", "worker-2.example.org": "192.0.2.12"}[node]
-        assert approver.inputs["inventory"] == [{"name": node, "addresses": [address]}]  # linear in nodes
-        install_urn = next(d for d in approver.dependencies if d.endswith(f"::{node}-install"))
-        assert installs[f"{node}-install"] and install_urn
+        assert registration.inputs["inventory"] == [{"name": node, "addresses": [address]}]  # linear in nodes
+        assert registration.inputs["tokenId"] == tokens[node][0]  # revoked once joined
+        assert any(d.endswith(f"::{node}-install") for d in registration.dependencies)
+    assert registrations["worker-1-registration"].inputs["labels"] == {"node.kubernetes.io/pool": "general"}
+    assert registrations["worker-2.example.org-registration"].inputs["taints"] == [
+        {"key": "dedicated", "value": "batch", "effect": "NoSchedule"}
+    ]
     assert all(r.inputs["addPreviousOutputInEnv"] is False for r in run.of_type(REMOTE))
+
+
+def test_labels_and_taints_are_not_in_any_host_file(run):
+    """A label or taint change is a Node patch: no file on the host, so no restart."""
+    for node in NODES:
+        placed = placed_files(_stdin(run, node))
+        everything = "\n".join(content for _, content in placed.values())
+        assert "node.kubernetes.io/pool" not in everything and "dedicated" not in everything
+        config = yaml.safe_load(placed[PATHS.kubelet_config][1])
+        assert config["registerWithTaints"] == [{"key": "k8s-workers/uninitialized", "effect": "NoSchedule"}]
 
 
 @pytest.mark.parametrize(("mode", "bootstrap"), [("manual", True), ("self-signed", False)])
@@ -328,7 +360,9 @@ def test_serving_certificate_modes(test_ca, ssh_key, mode, bootstrap):
 
     result = run_program(base_config(test_ca, ssh_key, servingCertificates=mode))
     assert result.error is None, result.error
-    assert result.of_type(DYNAMIC) == []
+    registrations = [r for r in result.of_type(DYNAMIC) if r.name.endswith("-registration")]
+    assert len(registrations) == len(NODES)  # labels, taints and the token still need it
+    assert all(r.inputs["approveServing"] is False for r in registrations)
     placed = placed_files(_stdin(result, NODES[0]))
     assert yaml.safe_load(placed[PATHS.kubelet_config][1])["serverTLSBootstrap"] is bootstrap
 

@@ -2,8 +2,8 @@
 
 Each check returns None when the value is acceptable, else a sentence saying why
 Kubernetes (or the kubelet) would refuse it. Sources: apimachinery's
-validation.IsDNS1123Subdomain / IsQualifiedName / IsValidLabelValue and the kubelet's
---node-labels restriction (k8s.io/kubelet/pkg/apis/well_known_labels.go).
+validation.IsDNS1123Subdomain / IsQualifiedName / IsValidLabelValue and the labels the kubelet
+sets itself (k8s.io/kubelet/pkg/apis/well_known_labels.go).
 """
 
 import re
@@ -15,8 +15,8 @@ _BOOTSTRAP_GROUP_TAIL = re.compile(r"^[a-z0-9:-]{0,255}[a-z0-9]$")
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
-# Labels the kubelet may set on its own Node; any other label in the kubernetes.io or
-# k8s.io namespaces makes the kubelet refuse to start (NodeRestriction would strip it).
+# Labels the kubelet sets on its own Node from what it finds on the host: a declared value would
+# be overwritten at the kubelet's next start.
 _KUBELET_LABELS = frozenset(
     {
         "kubernetes.io/hostname",
@@ -32,7 +32,9 @@ _KUBELET_LABELS = frozenset(
         "failure-domain.beta.kubernetes.io/region",
     }
 )
-_KUBELET_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+# Taint prefixes that controllers add and remove (not-ready, unreachable, pressure, uninitialized):
+# a declared one would fight them. `k8s-workers/` holds this program's startup taint.
+_CONTROLLER_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/", "k8s-workers/")
 
 
 def dns1123_subdomain_error(value: str) -> str | None:
@@ -79,24 +81,16 @@ def label_value_error(value: str) -> str | None:
     return None
 
 
-def _in_namespace(prefix: str, namespace: str) -> bool:
-    return prefix == namespace or prefix.endswith("." + namespace)
-
-
-def kubelet_label_error(key: str) -> str | None:
-    """Labels in kubernetes.io / k8s.io that the kubelet refuses in --node-labels."""
-    prefix = key.rpartition("/")[0]
-    if not (_in_namespace(prefix, "kubernetes.io") or _in_namespace(prefix, "k8s.io")):
-        return None
+def kubelet_owned_label_error(key: str) -> str | None:
     if key in _KUBELET_LABELS:
-        return None
-    if any(_in_namespace(prefix, ns) for ns in _KUBELET_LABEL_NAMESPACES):
-        return None
-    return (
-        "the kubelet refuses to register with labels in the kubernetes.io/k8s.io "
-        "namespaces other than its own (use e.g. node.kubernetes.io/... , or set "
-        "node-role labels from the cluster side)"
-    )
+        return "the kubelet sets this label itself from the host and would overwrite a declared value"
+    return None
+
+
+def controller_owned_taint_error(key: str) -> str | None:
+    if key.startswith(_CONTROLLER_TAINT_PREFIXES) and key != "node.kubernetes.io/out-of-service":
+        return "taints under this prefix belong to Kubernetes' controllers (or to this program's startup taint)"
+    return None
 
 
 def bootstrap_group_for(node_name: str) -> str:

@@ -264,6 +264,15 @@ class Ssh(_Model):
 
 class Taint(_Model):
     key: Annotated[str, kubernetes_rule(k8s_names.qualified_name_error, "taint key")]
+
+    @field_validator("key")
+    @classmethod
+    def _not_owned(cls, value: str) -> str:
+        problem = k8s_names.controller_owned_taint_error(value)
+        if problem:
+            raise ValueError(f"taint key {value!r}: {problem}")
+        return value
+
     value: Annotated[str, kubernetes_rule(k8s_names.label_value_error, "taint value")] = ""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
@@ -285,8 +294,8 @@ _OWNED_KUBELET_FLAGS = (
     "--bootstrap-kubeconfig",
     "--cert-dir",
     "--node-ip",
-    "--node-labels",
-    "--register-with-taints",  # deprecated: taints go to registerWithTaints in the config
+    "--node-labels",  # labels and taints are put on the Node through the API: use `labels`, `taints`
+    "--register-with-taints",
     "--hostname-override",
 )
 
@@ -347,7 +356,7 @@ class NodeSettings(_Model):
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
         for key, label in value.items():
-            problem = k8s_names.qualified_name_error(key) or k8s_names.kubelet_label_error(key)
+            problem = k8s_names.qualified_name_error(key) or k8s_names.kubelet_owned_label_error(key)
             if problem:
                 raise ValueError(f"label key {key!r}: {problem}")
             if not isinstance(label, str):
@@ -370,6 +379,11 @@ class NodeSettings(_Model):
         for key in ("apiVersion", "kind"):
             if key in value:
                 problems.append(f"{key!r} is set by this program")
+        if "registerWithTaints" in value:
+            problems.append(
+                "'registerWithTaints' is set by this program (a startup taint); declare taints under "
+                "`taints`: they are put on the Node through the API"
+            )
         problems += _insecure_kubelet_settings(value)
         if problems:
             raise ValueError("; ".join(problems))

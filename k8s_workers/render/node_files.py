@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from k8s_workers.config.loader import Cluster, Node, deep_merge
+from k8s_workers.decisions.node_metadata import STARTUP_TAINT
 from k8s_workers.render.host_paths import PATHS
 from k8s_workers.render.templating import parse_toml, parse_yaml, render
 
@@ -72,7 +73,7 @@ def kubelet_configuration(cluster: Cluster, node: Node) -> dict[str, Any]:
             eviction_hard=node.eviction_hard,
             system_reserved=node.system_reserved,
             kube_reserved=node.kube_reserved,
-            taints=node.taints,
+            startup_taint=STARTUP_TAINT,
             allow_cgroup_v1=node.allow_cgroup_v1,
             # self-signed: the kubelet serves a certificate of its own and asks for none
             server_tls_bootstrap=cluster.serving_certificates != "self-signed",
@@ -110,8 +111,6 @@ def kubelet_node_args(node: Node) -> list[str]:
     args = [f"--node-ip={node.address}", f"--cert-dir={PATHS.kubelet_pki}"]
     if node.hostname_override:
         args.append(f"--hostname-override={node.name}")
-    if node.labels:
-        args.append("--node-labels=" + ",".join(f"{k}={v}" for k, v in sorted(node.labels.items())))
     return args
 
 

@@ -17,7 +17,7 @@ from lab.__main__ import down, up
 from lab.hosts import LabHost
 from lab.install import NodeJob, install_jobs, removal_jobs, run_all
 from lab.state import LabState
-from tests.e2e.helpers import SWAP_LINE, Snapshot, install, snapshot
+from tests.e2e.helpers import SWAP_LINE, Snapshot, join, snapshot
 
 NODES = 3
 _CLEAN: dict[str, Snapshot] = {}
@@ -111,9 +111,8 @@ def installed(lab, systemd_hosts, lab_config, lab_images) -> tuple[StackConfig, 
     for host in systemd_hosts:
         remote.shell(host, f"grep -q '^{SWAP_LINE}' /etc/fstab || echo '{SWAP_LINE}' >> /etc/fstab")
     cluster.apply(cluster.program_objects(config))
-    jobs = install_jobs(config, systemd_hosts)
-    install(jobs)
+    join(config, systemd_hosts)
     for host in systemd_hosts:
         images.load(host, lab_images)
     cluster.wait_ready(h.name for h in systemd_hosts)
-    return config, jobs
+    return config, install_jobs(config, systemd_hosts)

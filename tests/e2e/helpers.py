@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from k8s_workers.config.loader import StackConfig
 from k8s_workers.scripts.install_plan import NodePlan
 from lab import cluster, pins, remote
 from lab.hosts import LabHost
-from lab.install import NodeJob, run_all
+from lab.install import NodeJob, install_jobs, issue_tokens, register_all, run_all
 
 SERVICES = ("containerd", "kubelet", "kube-proxy")
 SWAP_LINE = "/swapfile none swap sw 0 0"
@@ -26,6 +27,16 @@ def install(jobs: list[NodeJob]) -> dict[str, remote.RemoteResult]:
     failures = [str(r) for r in results.values() if isinstance(r, remote.HostError)]
     assert not failures, "\n".join(failures)
     return results  # type: ignore[return-value]
+
+
+def join(config: StackConfig, hosts: list[LabHost]) -> dict[str, remote.RemoteResult]:
+    """What `pulumi up` does for new nodes: tokens, installs (Ready on return), registrations."""
+    issue_tokens(config, hosts)
+    results = install(install_jobs(config, hosts))
+    registered = register_all(config, hosts)
+    failures = [f"{name}: {r}" for name, r in registered.items() if isinstance(r, Exception)]
+    assert not failures, "\n".join(failures)
+    return results
 
 
 def host_files(host: LabHost, paths: list[str]) -> dict[str, tuple[str, ...] | None]:

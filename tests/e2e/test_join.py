@@ -8,6 +8,7 @@ import base64
 import ipaddress
 import json
 import re
+import subprocess
 
 import yaml
 from cryptography import x509
@@ -17,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from components.node_registration import _Provider
 from lab import cluster, remote
-from lab.install import install_jobs, lab_token, removal_jobs, run_all
+from lab.install import install_jobs, issue_tokens, lab_token, registration_props, removal_jobs, run_all, token_props
 from lab.paths import ADMIN_KUBECONFIG
 from tests.e2e.helpers import NAMESPACE, PORT, install, run_workload, serving_csrs, wait_for
 
@@ -36,6 +37,7 @@ def test_a_node_whose_kubelet_cannot_start_fails_with_a_diagnosis_and_the_others
 
     run_all(removal_jobs(config, systemd_hosts))
     cluster.delete_nodes(j.host.name for j in jobs)
+    issue_tokens(config, systemd_hosts)
     results = run_all(install_jobs(lab_config(edit=edit), systemd_hosts))
     failure = results[broken]
     assert isinstance(failure, remote.HostError), failure
@@ -55,6 +57,7 @@ def test_the_install_returns_only_once_its_node_is_ready(installed, systemd_host
     config, jobs = installed
     run_all(removal_jobs(config, systemd_hosts))
     cluster.delete_nodes(j.host.name for j in jobs)
+    issue_tokens(config, systemd_hosts)
     install(install_jobs(config, systemd_hosts))
     nodes = cluster.nodes()
     for job in jobs:
@@ -63,23 +66,13 @@ def test_the_install_returns_only_once_its_node_is_ready(installed, systemd_host
         assert addresses["InternalIP"] == job.host.address
 
 
-def _props(config, node: str) -> dict:
-    return {
-        "node": node,
-        "inventory": [{"name": n.name, "addresses": [str(n.address)]} for n in config.nodes if n.name == node],
-        "kubeconfig": ADMIN_KUBECONFIG.read_text(),
-    }
-
-
 def test_serving_certificates_are_approved_against_the_inventory_and_logs_and_exec_work(installed):
-    """What the program's per-node ServingCertificates resource does on `up` (its provider, called
-    as the engine would): the node's own request approved, then `kubectl logs` and `exec` work."""
+    """What the program's per-node NodeRegistration did on `up` (its provider, called as the engine
+    would, in the fixture): the node's own request approved, then `kubectl logs` and `exec` work."""
     config, jobs = installed
     names = [j.host.name for j in jobs]
     run_workload(names)
     for name in names:
-        outs = _Provider().create(_props(config, name)).outs
-        assert outs["approved"], outs
         issued = serving_csrs(name)[0]
         assert any(
             c["type"] == "Approved" and c["reason"] == "K8sWorkersInventoryMatch"
@@ -99,7 +92,7 @@ def test_serving_certificates_are_approved_against_the_inventory_and_logs_and_ex
         assert result.returncode == 0
     # Renewals: nothing pending, nothing planned; a kubelet asking again (as at renewal time) makes
     # the next `up` plan an update, which approves it.
-    props = _props(config, names[0])
+    props = registration_props(config, names[0])
     assert not _Provider().diff("x", props, props).changes
     remote.shell(jobs[0].host, "rm -f /var/lib/kubelet/pki/kubelet-server-*.pem; systemctl restart kubelet")
     wait_for(
@@ -152,12 +145,12 @@ def test_a_node_asking_for_another_nodes_address_is_left_alone_and_reported(inst
     cluster.kubectl("delete", "csr", csr["metadata"]["name"], "--ignore-not-found")
     created = cluster.run_kubectl(["--kubeconfig", str(kubeconfig), "create", "-f", "-"], stdin=json.dumps(csr))
     assert created.returncode == 0, created.stderr  # a node may ask: the approver must say no
-    outs = _Provider().create(_props(config, thief.name)).outs
+    outs = _Provider().update("x", {}, registration_props(config, thief.name)).outs
     assert f"forged-{thief.name}" not in outs["approved"]
     assert any(
         f"left alone forged-{thief.name} ({thief.name}): addresses ['{victim.address}'] are not declared" in line
-        for line in outs["leftAlone"]
-    ), outs["leftAlone"]
+        for line in outs["left_alone"]
+    ), outs["left_alone"]
     forged = cluster.get("csr", f"forged-{thief.name}")
     assert not forged["status"].get("conditions")  # still pending: nobody approved it
 
@@ -165,7 +158,7 @@ def test_a_node_asking_for_another_nodes_address_is_left_alone_and_reported(inst
 def test_only_this_programs_bootstrap_tokens_may_ask_for_node_certificates(installed):
     """The bootstrap roles are bound to system:bootstrappers:k8s-workers: a bootstrap token made
     for anything else (here: a kubeadm-style one) cannot even ask for a node client certificate."""
-    _, jobs = installed
+    assert installed  # the cluster with its bindings
     other = {"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
              "metadata": {"name": "bootstrap-token-othr01", "namespace": "kube-system"},
              "stringData": {"token-id": "othr01", "token-secret": "0123456789abcdef",
@@ -177,9 +170,69 @@ def test_only_this_programs_bootstrap_tokens_may_ask_for_node_certificates(insta
             ["--token=othr01.0123456789abcdef", "auth", "can-i", "create", "certificatesigningrequests"]
         )
         assert asked.stdout.strip() == "no", (asked.stdout, asked.stderr)
-        ours = lab_token(jobs[0].host.name)[0]
-        asked = cluster.run_kubectl([f"--token={ours}", "auth", "can-i", "create", "certificatesigningrequests"])
-        # Our token may ask while its node has not joined (it has here: issue 8 leaves revocation open).
-        assert asked.stdout.strip() == "yes", (asked.stdout, asked.stderr)
     finally:
         cluster.kubectl("delete", "secret", "-n", "kube-system", "bootstrap-token-othr01", "--ignore-not-found")
+
+
+def test_a_token_authenticates_until_its_node_joined_and_never_after(installed, systemd_hosts):
+    """The registration revokes the token once the node has joined: `kubectl --token` is then
+    refused, and neither resource plans anything afterwards (`pulumi up --refresh` stays quiet)."""
+    from components import bootstrap_token
+
+    config, jobs = installed
+    host = jobs[0].host
+    token = lab_token(host.name)[0]
+
+    def can_ask() -> subprocess.CompletedProcess:
+        return cluster.run_kubectl([f"--token={token}", "auth", "can-i", "create", "certificatesigningrequests"])
+
+    refused = can_ask()
+    assert refused.returncode != 0 and "Unauthorized" in refused.stderr, (refused.stdout, refused.stderr)
+    props = registration_props(config, host.name)
+    assert not _Provider().diff("x", props, props).changes
+    state = token_props(config, host.name)
+    assert bootstrap_token._Provider().read("x", state).outs == state  # refresh: as it was
+    issue_tokens(config, [host])  # a token issued again (as `--replace` on it would) works until the next registration
+    assert can_ask().stdout.strip() == "yes"
+    assert _Provider().diff("x", props, props).changes  # the next `up` revokes it
+    _Provider().update("x", props, props)
+    assert "Unauthorized" in can_ask().stderr
+
+
+def test_labels_and_taints_change_on_the_node_and_nothing_on_the_host(installed, lab_config, systemd_hosts):
+    """Added, changed and removed through the API: host files, kubelet and the Ready condition untouched."""
+    from tests.e2e.helpers import all_paths, host_files, main_pids
+
+    config, jobs = installed
+    job = jobs[0]
+    name = job.host.name
+    node = cluster.nodes()[name]
+    assert not any(t["key"] == "k8s-workers/uninitialized" for t in node["spec"].get("taints", []))
+    files, pids = host_files(job.host, all_paths(job.plan)), main_pids(job.host)
+    cluster.kubectl("taint", "node", name, "someone-else=x:PreferNoSchedule")  # not ours: left alone
+    steps = [
+        ({"team": "a"}, [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]),
+        ({"team": "b", "tier": "x"}, [{"key": "dedicated", "value": "web", "effect": "NoExecute"}]),
+        ({}, []),
+    ]
+    for labels, taints in steps:
+        def edit(raw: dict, labels=labels, taints=taints) -> None:
+            for n in raw["nodes"]:
+                if n["name"] == name:
+                    n["labels"], n["taints"] = labels, taints
+
+        changed = lab_config(edit=edit)
+        old, new = registration_props(config, name), registration_props(changed, name)
+        assert _Provider().diff("x", old, new).changes
+        assert install(install_jobs(changed, [job.host]))[name].summary["files_changed"] == []  # the host: no change
+        _Provider().update("x", old, new)
+        node = cluster.nodes()[name]
+        ours = {k: v for k, v in node["metadata"]["labels"].items() if k in ("team", "tier")}
+        assert ours == labels
+        seen = [t for t in node["spec"].get("taints", []) if t["key"] != "someone-else"]
+        assert [{"key": t["key"], "value": t.get("value", ""), "effect": t["effect"]} for t in seen] == taints
+        assert any(t["key"] == "someone-else" for t in node["spec"]["taints"])
+        assert not _Provider().diff("x", new, new).changes
+        config = changed
+    assert host_files(job.host, all_paths(job.plan)) == files and main_pids(job.host) == pids
+    cluster.kubectl("taint", "node", name, "someone-else-")

@@ -20,7 +20,7 @@ from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, node_files
 from k8s_workers.render.stack import render_stack
 from lab import cluster, mirror, network, remote, stack
 from lab import hosts as lab_hosts
-from lab.install import NodeJob, install_jobs, lab_secrets, removal_jobs, run_all
+from lab.install import NodeJob, install_jobs, issue_tokens, lab_secrets, removal_jobs, run_all
 from lab.paths import KNOWN_HOSTS, LAB_CA_CERT
 from tests.e2e.helpers import (
     SERVICES,
@@ -174,6 +174,7 @@ def test_a_cgroup_v1_host_is_refused_unless_allowed(lab, lab_config, systemd_hos
     assert "uses cgroup v1, which the kubelet refuses from Kubernetes 1.35 on" in result.stderr
     assert "allowCgroupV1: true" in result.stderr
     assert all(v is None for v in host_files(job.host, [*all_paths(job.plan), PATHS.state_dir]).values())
+    issue_tokens(config, systemd_hosts[:1])  # the node is registered anew: its token must be live
     allowed = install(install_jobs(lab_config(), systemd_hosts[:1]))[job.host.name]
     assert any("cgroup v1" in w and "being removed" in w for w in allowed.summary["warnings"])
     kubelet_config = yaml.safe_load(remote.shell(job.host, f"cat {PATHS.kubelet_config}"))
