@@ -1,0 +1,67 @@
+"""The dynamic providers as the engine meets them: serialized into state by the SDK, loaded by
+the dynamic provider host (`python -m pulumi.dynamic`, started in the project directory) in a
+process of its own, and asked there. The cluster calls themselves are covered in the lab suite."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pulumi.dynamic.dynamic import serialize_provider
+
+from components import bootstrap_token, node_registration
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+_LOAD_AND_ASK = """
+import base64, json, sys
+import dill
+provider = dill.loads(base64.b64decode(sys.argv[1]))
+olds, news = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+result = provider.diff("id", olds, news)
+print(json.dumps({"type": type(provider).__module__ + "." + type(provider).__name__,
+                  "changes": result.changes, "replaces": result.replaces}))
+"""
+
+
+def _ask_in_a_fresh_host(serialized: str, olds: dict, news: dict) -> dict:
+    run = subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_ASK, serialized, json.dumps(olds), json.dumps(news)],
+        cwd=PROJECT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+TOKEN = {"node": "n1", "tokenId": "abc123", "tokenSecret": "0123456789abcdef", "ttlHours": 24, "kubeconfig": None}
+REGISTRATION = {
+    "node": "n1",
+    "inventory": [{"name": "n1", "addresses": ["192.0.2.11"]}],
+    "approveServing": True,
+    "labels": {"pool": "a"},
+    "taints": [],
+    "tokenId": "abc123",
+    "kubeconfig": "not a kubeconfig: the drift check fails and plans nothing",
+}
+
+
+@pytest.mark.parametrize(
+    ("provider", "olds", "news", "expected"),
+    [
+        (bootstrap_token._Provider(), TOKEN, TOKEN, {"changes": False, "replaces": []}),
+        (bootstrap_token._Provider(), TOKEN, {**TOKEN, "tokenId": "def456"}, {"changes": True, "replaces": ["tokenId"]}),
+        (node_registration._Provider(), REGISTRATION, REGISTRATION, {"changes": False, "replaces": []}),
+        (node_registration._Provider(), REGISTRATION, {**REGISTRATION, "labels": {}}, {"changes": True, "replaces": []}),
+    ],
+    ids=["token-same", "token-new", "registration-no-cluster", "registration-label-removed"],
+)
+def test_a_provider_kept_in_state_loads_and_decides_in_a_fresh_process(provider, olds, news, expected):
+    serialized = serialize_provider(provider)
+    # By reference (module and class name), not by value: small, and carrying no captured value.
+    assert len(serialized) < 400, len(serialized)
+    answer = _ask_in_a_fresh_host(serialized, olds, news)
+    assert answer == {"type": f"{type(provider).__module__}._Provider", **expected}
+    assert serialize_provider(provider) == serialized  # deterministic: no spurious diff of `__provider`
