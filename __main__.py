@@ -4,9 +4,11 @@ import pulumi
 
 from components.cluster_bootstrap import ClusterBootstrap
 from components.credentials import node_credentials
+from components.preflight import check_versions
 from components.stack_config import raw_from_pulumi
 from components.worker_node import WorkerNode
 from k8s_workers.config.loader import ConfigError, load_config
+from k8s_workers.decisions.rollout import batches
 
 try:
     config = load_config(raw_from_pulumi())
@@ -16,18 +18,26 @@ except ConfigError as error:
 for warning in config.warnings:
     pulumi.log.warn(warning)
 
+check_versions(config)  # the version-skew policy, before any resource
+
 cluster_bootstrap = ClusterBootstrap("cluster", config.cluster)
-workers = {
-    node.name: WorkerNode(
-        config.cluster,
-        node,
-        node_credentials(config, node),
-        peers=config.nodes,
-        # The bindings themselves, not the component: `pulumi up --target` of one node then works.
-        opts=pulumi.ResourceOptions(depends_on=cluster_bootstrap.bindings),
-    )
-    for node in config.nodes
-}
+by_name = {node.name: node for node in config.nodes}
+workers: dict[str, WorkerNode] = {}
+previous: list[pulumi.Resource] = []
+# Rolling changes: each batch's disruptions wait for the previous batch's registrations (Ready, uncordoned).
+for number, names in enumerate(batches(list(by_name), config.cluster.rollout.max_unavailable), start=1):
+    for name in names:
+        workers[name] = WorkerNode(
+            config.cluster,
+            by_name[name],
+            node_credentials(config, by_name[name]),
+            peers=config.nodes,
+            batch=number,
+            after=previous,
+            # The bindings themselves, not the component: `pulumi up --target` of one node then works.
+            opts=pulumi.ResourceOptions(depends_on=cluster_bootstrap.bindings),
+        )
+    previous = [workers[name].registration for name in names]
 
 pulumi.export(
     "nodes",

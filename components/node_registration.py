@@ -7,10 +7,16 @@ It runs after the install, which returns once the Node is Ready, and:
 2. puts the declared labels and taints on the Node and lifts the startup taint (a label or taint
    change is this update alone: the host is not touched);
 3. revokes the node's bootstrap token: the kubelet renews its client certificate with its own
-   identity, so the token is not needed again.
+   identity, so the token is not needed again;
+4. uncordons the node if this program cordoned it (for a rolling change, see NodeDisruption).
 Drift and renewals: on every `pulumi up` (and preview) its diff asks the cluster whether a
-renewal is pending, the Node lacks what is declared, or the token still authenticates, and plans
-an update that fixes it. Without a reachable cluster it plans nothing.
+renewal is pending, the Node lacks what is declared, the token still authenticates or the node is
+still cordoned by us, and plans an update that fixes it. Without a reachable cluster it plans
+nothing.
+On delete (the node leaves the config, or `pulumi destroy`), first of the node's resources: it
+cordons and drains the node (PodDisruptionBudgets honoured, bounded in time; what blocks is named
+and the node stays cordoned and intact), then the install's removal script runs, then the node's
+NodeMembership removes the Node object. A host that is gone (`hostGone: true`) is not drained.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateRes
 from k8s_workers.config.loader import Cluster, Node
 
 TIMEOUT_S = 60.0  # the node is Ready when this runs: its kubelet asks within seconds
-_INPUTS = ("node", "inventory", "approveServing", "labels", "taints", "tokenId")
+_INPUTS = (
+    "node", "inventory", "approveServing", "labels", "taints", "tokenId", "services", "drain", "drainOptions", "hostGone"
+)  # fmt: skip
 
 
 def _inventory(props: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +53,7 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
         approve_serving_certificates,
         reconcile_node_metadata,
         revoke_bootstrap_token,
+        uncordon_if_ours,
     )
 
     api = api_client(props.get("kubeconfig"))
@@ -61,12 +70,31 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
         approved, left_alone = [v.csr for v in report.approved], report.lines()
     reconcile_node_metadata(api, node, _declared(props))
     revoke_bootstrap_token(api, props["tokenId"])
+    uncordon_if_ours(api, node)  # the install before this returned Ready
     return {**props, "approved": approved, "left_alone": left_alone}
+
+
+def retire(props: dict[str, Any]) -> None:
+    """What delete does before the host's removal script (the lab calls it too): cordon and drain."""
+    from k8s_workers.cluster_api import api_client, cordon, drain
+    from k8s_workers.decisions.drain import DrainOptions
+
+    if props.get("hostGone") or not props.get("drain"):
+        return
+    api = api_client(props.get("kubeconfig"))
+    cordon(api, props["node"], "k8s-workers: the node is being removed")
+    drain(api, props["node"], DrainOptions.of(props["drainOptions"]))
 
 
 def drift(props: dict[str, Any]) -> list[str]:
     """What the cluster lacks compared with the last `up`: the reasons an update is planned."""
-    from k8s_workers.cluster_api import api_client, bootstrap_token_exists, node_metadata_drift, pending_for
+    from k8s_workers.cluster_api import (
+        api_client,
+        bootstrap_token_exists,
+        cordoned_by_us,
+        node_metadata_drift,
+        pending_for,
+    )
 
     api = api_client(props.get("kubeconfig"))
     reasons = []
@@ -76,6 +104,8 @@ def drift(props: dict[str, Any]) -> list[str]:
         reasons.append("labels")
     if bootstrap_token_exists(api, props["tokenId"]):
         reasons.append("tokenId")  # still authenticates: revoke it
+    if cordoned_by_us(api, props["node"]):
+        reasons.append("services")  # a rollout stopped after its cordon: uncordon once Ready
     return reasons
 
 
@@ -85,6 +115,9 @@ class _Provider(ResourceProvider):
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs=register(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        retire(props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in _INPUTS if olds.get(k) != news.get(k)]
@@ -96,8 +129,13 @@ class _Provider(ResourceProvider):
         return DiffResult(changes=bool(changed), replaces=[], stables=["node"], delete_before_replace=False)
 
 
-def registration_props(cluster: Cluster, node: Node, token_id: Any, kubeconfig: Any) -> dict[str, Any]:
-    """The resource's inputs (Outputs in the program, plain values in the lab)."""
+def registration_props(
+    cluster: Cluster, node: Node, token_id: Any, kubeconfig: Any, services: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The resource's inputs (Outputs in the program, plain values in the lab). `services`: the
+    node's per-service digests, so a change that restarts something updates this after the install."""
+    from components.node_disruption import drain_options
+
     # Only this node's own identity: it judges the requests its kubelet makes (the other nodes'
     # resources judge theirs), and the stack stays linear in size (no inventory per node).
     return {
@@ -107,6 +145,10 @@ def registration_props(cluster: Cluster, node: Node, token_id: Any, kubeconfig: 
         "labels": dict(node.labels),
         "taints": [t.model_dump() for t in node.taints],
         "tokenId": token_id,
+        "services": services or {},
+        "drain": cluster.rollout.drain,
+        "drainOptions": drain_options(cluster),
+        "hostGone": node.host_gone,
         "kubeconfig": kubeconfig,
         "approved": None,
         "left_alone": None,
@@ -123,13 +165,14 @@ class NodeRegistration(pulumi.dynamic.Resource):
         node: Node,
         token_id: pulumi.Input[str],
         kubeconfig: pulumi.Input[str] | None,
+        services: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(
             _Provider(),
             f"{node.name}-registration",
             registration_props(
-                cluster, node, token_id, pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None
+                cluster, node, token_id, pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None, services
             ),
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"])),
         )

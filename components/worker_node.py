@@ -6,6 +6,7 @@ class feeds them Pulumi Outputs and keeps secrets secret.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -13,15 +14,18 @@ import pulumi_random as random
 import pulumi_tls as tls
 from pulumi_command import remote
 
-from components.bootstrap_token import BootstrapToken
+from components.membership import NodeMembership
+from components.node_disruption import NodeDisruption
 from components.node_registration import NodeRegistration
 from k8s_workers.config.loader import Cluster, Node
+from k8s_workers.decisions.rollout import service_digests
 from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets
 from k8s_workers.scripts.commands import install_command, install_script, removal_command
 from k8s_workers.scripts.install_plan import plan_node
 
 TOKEN_ID_LENGTH = 6
 TOKEN_SECRET_LENGTH = 16
+_EVERY_INPUT = ["connection", "create", "stdin", "delete", "logging", "addPreviousOutputInEnv"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class WorkerNode(pulumi.ComponentResource):
         node: Node,
         credentials: NodeCredentials,
         peers: tuple[Node, ...] = (),
+        batch: int = 1,
+        after: Sequence[pulumi.Resource] = (),  # the previous batch's registrations
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("k8s-workers:index:WorkerNode", node.name, None, opts)
@@ -63,7 +69,8 @@ class WorkerNode(pulumi.ComponentResource):
         token_id = pulumi.Output.unsecret(token.result.apply(lambda r: r[:TOKEN_ID_LENGTH]))
         token_secret = pulumi.Output.secret(token.result.apply(lambda r: r[TOKEN_ID_LENGTH:]))
         # Its Secret: created before the install, revoked by the registration once the node joined.
-        bootstrap_token = BootstrapToken(cluster, node, token_id, token_secret, credentials.kubeconfig, opts=child)
+        # Deleted last when the node leaves, taking the Node object and its CSRs with it.
+        membership = NodeMembership(cluster, node, token_id, token_secret, credentials.kubeconfig, opts=child)
 
         kube_proxy_key = tls.PrivateKey(f"{prefix}-kube-proxy-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         kube_proxy_csr = tls.CertRequest(
@@ -86,6 +93,11 @@ class WorkerNode(pulumi.ComponentResource):
         # What reviewers see: paths, modes and hashes; secrets only by version.
         review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS, peers)
         command = install_command(review_plan, node.ssh.user)  # known at the first preview
+        # What a change restarts here, in which batch, drained first: after the previous batch is back.
+        disruption = NodeDisruption(
+            cluster, node, review_plan, batch, credentials.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )  # fmt: skip
         # What runs: the same plan with the real secrets, on stdin.
         script = pulumi.Output.secret(
             pulumi.Output.all(
@@ -93,7 +105,7 @@ class WorkerNode(pulumi.ComponentResource):
                 token_secret,
                 kube_proxy_cert.cert_pem,
                 kube_proxy_key.private_key_pem,
-                bootstrap_token.expires_at,
+                membership.expires_at,
             ).apply(
                 lambda a: install_script(
                     plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3], a[4]), peers)
@@ -120,16 +132,19 @@ class WorkerNode(pulumi.ComponentResource):
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[bootstrap_token],
+                depends_on=[membership, disruption],
                 additional_secret_outputs=["stdout", "stderr"],
                 # Old and new install manage the same files: remove before re-creating.
                 delete_before_replace=True,
+                # A host gone for good: nothing more over SSH, neither a change nor its removal.
+                retain_on_delete=node.host_gone,
+                ignore_changes=_EVERY_INPUT if node.host_gone else None,
             ),
         )
 
         # Serving certificates, labels and taints on the Node, the token revoked: after the install.
         self.registration = NodeRegistration(
-            cluster, node, token_id, credentials.kubeconfig,
+            cluster, node, token_id, credentials.kubeconfig, service_digests(review_plan),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
         )  # fmt: skip
 

@@ -6,6 +6,7 @@ Decisions are made by `k8s_workers.decisions`; this only talks.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
+from k8s_workers.decisions.drain import DrainOptions, DrainPlan, plan_drain
 from k8s_workers.decisions.node_metadata import Declared, reconcile
 from k8s_workers.decisions.serving_csr import NodeIdentity, Verdict, judge_all
 
 APPROVAL_REASON = "K8sWorkersInventoryMatch"
+CORDONED_ANNOTATION = "k8s-workers/cordoned"  # set when this program cordoned: only then it uncordons
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
@@ -162,3 +165,122 @@ def revoke_bootstrap_token(api: client.ApiClient, token_id: str) -> bool:
         if exc.status == 404:
             return False
         raise
+
+
+# ------------------------------------------------------------------ lifecycle: cordon, drain, delete
+
+
+def cordon(api: client.ApiClient, name: str, why: str) -> None:
+    """Mark the Node unschedulable, noting that this program did (a cordon by a person stays theirs)."""
+    node = read_node(api, name)
+    if node is None or node.get("spec", {}).get("unschedulable"):
+        return  # gone, or already cordoned (by whoever): nothing of ours to record
+    patch = {"metadata": {"annotations": {CORDONED_ANNOTATION: why}}, "spec": {"unschedulable": True}}
+    client.CoreV1Api(api).patch_node(name, patch, _content_type="application/merge-patch+json")
+
+
+def uncordon_if_ours(api: client.ApiClient, name: str) -> bool:
+    node = read_node(api, name)
+    if node is None or CORDONED_ANNOTATION not in (node["metadata"].get("annotations") or {}):
+        return False
+    patch = {"metadata": {"annotations": {CORDONED_ANNOTATION: None}}, "spec": {"unschedulable": None}}
+    client.CoreV1Api(api).patch_node(name, patch, _content_type="application/merge-patch+json")
+    return True
+
+
+def cordoned_by_us(api: client.ApiClient, name: str) -> bool:
+    node = read_node(api, name)
+    return node is not None and CORDONED_ANNOTATION in (node["metadata"].get("annotations") or {})
+
+
+class DrainBlocked(RuntimeError):
+    """The drain could not finish: the message names each pod in the way and why."""
+
+
+def _pods_on(api: client.ApiClient, name: str) -> list[dict[str, Any]]:
+    pods = client.CoreV1Api(api).list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items
+    return [api.sanitize_for_serialization(p) for p in pods]
+
+
+def drain(
+    api: client.ApiClient,
+    name: str,
+    options: DrainOptions,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DrainPlan:
+    """Evict the node's pods through the Eviction API (PodDisruptionBudgets decide), waiting until
+    they are gone, at most `options.timeout_seconds`. Raises DrainBlocked naming what is in the way."""
+    core = client.CoreV1Api(api)
+    plan = plan_drain(_pods_on(api, name), options)
+    if plan.refused:
+        raise DrainBlocked(f"node {name}: drain refused before any eviction: " + "; ".join(plan.blocking_lines()))
+    pending = {p.uid: p for p in plan.evict}
+    why: dict[str, str] = {}
+    deadline = time.monotonic() + options.timeout_seconds
+    while pending:
+        for pod in list(pending.values()):
+            eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace))
+            try:
+                core.create_namespaced_pod_eviction(pod.name, pod.namespace, eviction)
+            except ApiException as exc:
+                if exc.status == 404:
+                    pending.pop(pod.uid)
+                elif exc.status == 429:  # a PodDisruptionBudget says not now
+                    why[pod.uid] = _api_message(exc) or "blocked by a PodDisruptionBudget"
+                else:
+                    raise
+        present = {p["metadata"].get("uid") for p in _pods_on(api, name)}
+        pending = {uid: p for uid, p in pending.items() if uid in present}
+        if not pending:
+            break
+        if time.monotonic() >= deadline:
+            lines = [f"{p.ref}: {why.get(uid, 'evicted, still terminating')}" for uid, p in pending.items()]
+            raise DrainBlocked(
+                f"node {name}: not drained after {options.timeout_seconds} s (it stays cordoned): " + "; ".join(lines)
+            )
+        sleep(1.0)
+    return plan
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message", ""))
+    except ValueError:
+        return ""
+
+
+def delete_node(api: client.ApiClient, name: str) -> bool:
+    try:
+        client.CoreV1Api(api).delete_node(name)
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def delete_node_csrs(api: client.ApiClient, name: str, token_id: str) -> list[str]:
+    """The node's certificate requests: its kubelet's (client and serving) and its token's."""
+    requesters = {f"system:node:{name}", f"system:bootstrap:{token_id}"}
+    certificates = client.CertificatesV1Api(api)
+    deleted = []
+    for csr in list_csrs(api):
+        if csr["spec"].get("username") in requesters:
+            try:
+                certificates.delete_certificate_signing_request(csr["metadata"]["name"])
+                deleted.append(csr["metadata"]["name"])
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+    return deleted
+
+
+def versions(api: client.ApiClient, nodes: set[str]) -> tuple[str, dict[str, str]]:
+    """The apiserver's version and the kubelet version of each of `nodes` that is registered."""
+    apiserver = client.VersionApi(api).get_code(_request_timeout=10).git_version
+    running = {
+        n.metadata.name: n.status.node_info.kubelet_version
+        for n in client.CoreV1Api(api).list_node(_request_timeout=30).items
+        if n.metadata.name in nodes and n.status and n.status.node_info
+    }
+    return apiserver, running

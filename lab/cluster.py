@@ -56,7 +56,7 @@ def apply(manifests: Iterable[dict[str, Any]]) -> None:
 
 
 def program_objects(config: StackConfig) -> list[dict[str, Any]]:
-    """What the program's ClusterBootstrap declares (tokens come from each node's BootstrapToken)."""
+    """What the program's ClusterBootstrap declares (tokens come from each node's NodeMembership)."""
     return cluster_role_bindings(config.cluster)
 
 

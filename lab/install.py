@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from components import bootstrap_token, node_registration
+from components import membership, node_disruption, node_registration
 from k8s_workers.config.loader import StackConfig
 from k8s_workers.render.cluster_objects import token_expires_at
 from k8s_workers.render.node_files import NodeSecrets
@@ -96,18 +96,18 @@ def run_all(jobs: list[NodeJob]) -> dict[str, remote.RemoteResult | remote.HostE
 
 
 def issue_tokens(config: StackConfig, hosts: Iterable[LabHost]) -> None:
-    """What each node's BootstrapToken resource does on create (its provider, called as the engine
+    """What each node's NodeMembership resource does on create (its provider, called as the engine
     would): the token's Secret in kube-system, valid until its node has joined."""
     names = {h.name for h in hosts}
     for node in config.nodes:
         if node.name in names:
-            bootstrap_token._Provider().create(token_props(config, node.name))
+            membership._Provider().create(token_props(config, node.name))
 
 
 def token_props(config: StackConfig, name: str) -> dict:
     node = next(n for n in config.nodes if n.name == name)
     token_id, token_secret = lab_token(name)[0].split(".")
-    return bootstrap_token.token_props(config.cluster, node, token_id, token_secret, ADMIN_KUBECONFIG.read_text())
+    return membership.membership_props(config.cluster, node, token_id, token_secret, ADMIN_KUBECONFIG.read_text())
 
 
 def registration_props(config: StackConfig, name: str) -> dict:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -8,6 +9,9 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The program asks the cluster for its versions before any resource: in tests there is none to
+# ask (never whatever cluster ~/.kube/config names). The lab passes its kubeconfig explicitly.
+os.environ["KUBECONFIG"] = "/nonexistent/k8s-workers-tests/kubeconfig"
 
 from tests.pki import TestCa, make_ca, make_host_key, make_ssh_key
 

@@ -43,6 +43,8 @@ class Registration:
     additional_secret_outputs: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
     dependencies: list[str] = field(default_factory=list)
+    retain_on_delete: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
     id: str = ""
     plain: Any = None  # inputs and outputs with every secret value blanked: what a state export shows in clear
 
@@ -161,14 +163,17 @@ class WorkerMocks(pulumi.runtime.Mocks):
             outputs["certRequestPem"] = csr.public_bytes(serialization.Encoding.PEM).decode()
         elif args.typ == "tls:index/locallySignedCert:LocallySignedCert":
             outputs.update({k: v for k, v in sign_request(inputs).items() if k not in inputs})
-        elif args.typ == DYNAMIC and args.name.endswith("-bootstrap-token-secret"):
-            # As components.bootstrap_token's provider: the Secret's name as id, the expiry counted
+        elif args.typ == DYNAMIC and args.name.endswith("-membership"):
+            # As components.membership's provider: membership-<node> as id, the token's expiry counted
             # from its creation.
-            resource_id = f"bootstrap-token-{inputs['tokenId']}"
+            resource_id = f"membership-{inputs['node']}"
             outputs["expires_at"] = ISSUED_AT + int(inputs["ttlHours"]) * 3600
         elif args.typ == DYNAMIC and args.name.endswith("-registration"):
             resource_id = f"registration-{inputs['node']}"
             outputs.update(approved=[], left_alone=[])
+        elif args.typ == DYNAMIC and args.name.endswith("-disruption"):
+            resource_id = f"disruption-{inputs['node']}"
+            outputs.update(restarts=[], drained=False)
         elif args.typ == "command:remote:Command":
             outputs["stdout"] = ""
             outputs["stderr"] = ""
@@ -232,6 +237,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     delete_before_replace=request.deleteBeforeReplace,
                     dependencies=list(request.dependencies),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    ignore_changes=list(request.ignoreChanges),
                     id=response.id,
                     plain={"inputs": _plain(raw), "outputs": _plain(dict(state))},
                 )

@@ -43,11 +43,11 @@ def _stdin(run: Run, node: str) -> str:
 
 
 def _tokens(run: Run) -> dict[str, tuple[str, str]]:
-    """node -> (token id, token secret), as each node's BootstrapToken resource holds them."""
+    """node -> (token id, token secret), as each node's NodeMembership resource holds them."""
     return {
         r.inputs["node"]: (r.inputs["tokenId"], r.inputs["tokenSecret"])
         for r in run.of_type(DYNAMIC)
-        if r.name.endswith("-bootstrap-token-secret")
+        if r.name.endswith("-membership")
     }
 
 
@@ -77,9 +77,9 @@ def test_each_node_has_a_bootstrap_token_whose_secret_stays_secret(run):
     tokens = _tokens(run)
     assert set(tokens) == set(NODES)
     for node, (token_id, token_secret) in tokens.items():
-        resource = run.named(f"{node}-bootstrap-token-secret")
+        resource = run.named(f"{node}-membership")
         assert re.fullmatch(r"[a-z0-9]{6}", token_id) and re.fullmatch(r"[a-z0-9]{16}", token_secret)
-        assert resource.id == f"bootstrap-token-{token_id}"  # the public half only
+        assert resource.id == f"membership-{node}"  # nothing of the token
         assert "tokenSecret" in resource.secret_inputs and "tokenId" not in resource.secret_inputs
         assert {"tokenSecret", "kubeconfig"} <= set(resource.additional_secret_outputs)
         assert resource.inputs["ttlHours"] == 24
@@ -90,7 +90,7 @@ def test_the_bootstrap_token_provider_creates_the_secret_the_apiserver_reads(run
     """What the provider sends when the engine creates it (the API call replaced by a recorder)."""
     import time
 
-    from components import bootstrap_token
+    from components import membership
     from k8s_workers import cluster_api
 
     sent: list[dict] = []
@@ -98,11 +98,12 @@ def test_the_bootstrap_token_provider_creates_the_secret_the_apiserver_reads(run
     monkeypatch.setattr(cluster_api, "create_bootstrap_token", lambda api, manifest: sent.append(manifest))
     before = int(time.time())
     for node in NODES:
-        props = dict(run.named(f"{node}-bootstrap-token-secret").inputs)
-        created = bootstrap_token._Provider().create(props)
+        props = dict(run.named(f"{node}-membership").inputs)
+        created = membership._Provider().create(props)
         secret = sent[-1]
         data = secret["stringData"]
-        assert created.id == secret["metadata"]["name"] == f"bootstrap-token-{props['tokenId']}"
+        assert created.id == f"membership-{node}"
+        assert secret["metadata"]["name"] == f"bootstrap-token-{props['tokenId']}"
         assert secret["type"] == "bootstrap.kubernetes.io/token"
         assert secret["metadata"]["namespace"] == "kube-system"
         assert secret["metadata"]["annotations"]["k8s-workers/node"] == node
@@ -119,13 +120,15 @@ def test_the_bootstrap_token_provider_creates_the_secret_the_apiserver_reads(run
     )
 
 
-def test_a_bootstrap_token_is_replaced_only_with_a_new_token_and_refresh_keeps_it(run):
-    from components import bootstrap_token
+def test_a_new_token_updates_the_membership_and_refresh_keeps_it(run):
+    """Never a replacement: deleting the membership removes the Node from the cluster."""
+    from components import membership
 
-    provider = bootstrap_token._Provider()
-    olds = dict(run.named(f"{NODES[0]}-bootstrap-token-secret").inputs, expires_at=ISSUED_AT)
+    provider = membership._Provider()
+    olds = dict(run.named(f"{NODES[0]}-membership").inputs, expires_at=ISSUED_AT)
     assert not provider.diff("x", olds, dict(olds, ttlHours=1, kubeconfig="other")).changes
-    assert provider.diff("x", olds, dict(olds, tokenId="zzzzzz")).replaces == ["tokenId"]
+    new_token = provider.diff("x", olds, dict(olds, tokenId="zzzzzz"))
+    assert new_token.changes and new_token.replaces == []
     # Refresh asks the provider to read: a revoked token (its Secret gone) is what it expects.
     assert provider.read("x", olds).outs == olds
 
@@ -195,7 +198,7 @@ def test_every_credential_input_is_secret(run):
         assert {"stdout", "stderr"} <= set(install.additional_secret_outputs)
         assert "privateKeyPem" in run.named(f"{node}-kube-proxy-csr").secret_inputs
         assert "caPrivateKeyPem" in run.named(f"{node}-kube-proxy-cert").secret_inputs
-        assert "tokenSecret" in run.named(f"{node}-bootstrap-token-secret").secret_inputs
+        assert "tokenSecret" in run.named(f"{node}-membership").secret_inputs
 
 
 def test_no_secret_in_command_lines(run, test_ca, ssh_key):
@@ -227,7 +230,7 @@ def test_install_waits_for_its_token_and_replaces_cleanly(run):
     for node in NODES:
         install = run.named(f"{node}-install")
         assert install.delete_before_replace
-        assert any(d.endswith(f"::{node}-bootstrap-token-secret") for d in install.dependencies)
+        assert any(d.endswith(f"::{node}-membership") for d in install.dependencies)
 
 
 def test_command_manifest_matches_the_placed_files(run):
@@ -386,3 +389,69 @@ def test_the_install_manifest_is_known_at_the_first_preview(test_ca, ssh_key):
         create = install.inputs.get("create")
         assert isinstance(create, str) and create.startswith("/bin/bash -s"), create
         assert "# file /etc/kubernetes/bootstrap-kubelet.conf 0600 secret-on-stdin" in create
+
+
+def _named(run: Run, suffix: str) -> dict[str, object]:
+    return {r.name.removesuffix(suffix): r for r in run.of_type(DYNAMIC) if r.name.endswith(suffix)}
+
+
+def test_a_rolling_change_goes_batch_by_batch(run):
+    """maxUnavailable 1 (the default): worker-2's disruption waits for worker-1's registration
+    (Ready, uncordoned); the install waits for its own disruption (drained first)."""
+    disruptions, registrations = _named(run, "-disruption"), _named(run, "-registration")
+    first, second = NODES
+    assert disruptions[first].inputs["batch"] == 1 and disruptions[second].inputs["batch"] == 2
+    assert not any(d.endswith("-registration") for d in disruptions[first].dependencies)
+    assert any(d.endswith(f"::{first}-registration") for d in disruptions[second].dependencies)
+    for node in NODES:
+        assert any(d.endswith(f"::{node}-disruption") for d in run.named(f"{node}-install").dependencies)
+        services = disruptions[node].inputs["services"]
+        assert {"containerd", "kubelet", "kube-proxy"} <= set(services)
+        assert registrations[node].inputs["services"] == services  # a restart updates the registration too
+        assert disruptions[node].inputs["drain"] is True
+        assert disruptions[node].inputs["drainOptions"] == {
+            "ignore_daemonsets": True, "delete_emptydir_data": True, "force": False, "timeout_seconds": 300,
+        }  # fmt: skip
+
+
+def test_max_unavailable_as_a_percentage_puts_nodes_in_one_batch(test_ca, ssh_key):
+    from tests.conftest import base_config
+
+    raw = base_config(test_ca, ssh_key)
+    raw["cluster"]["rollout"] = {"maxUnavailable": "100%"}
+    result = run_program(raw)
+    assert result.error is None, result.error
+    disruptions = _named(result, "-disruption")
+    assert {d.inputs["batch"] for d in disruptions.values()} == {1}
+    assert not any(dep.endswith("-registration") for d in disruptions.values() for dep in d.dependencies)
+
+
+def test_a_host_gone_for_good_gets_no_ssh_and_no_drain(test_ca, ssh_key):
+    from tests.conftest import base_config
+
+    raw = base_config(test_ca, ssh_key)
+    raw["nodes"][0]["hostGone"] = True
+    result = run_program(raw)
+    assert result.error is None, result.error
+    gone, kept = result.named("worker-1-install"), result.named("worker-2.example.org-install")
+    assert gone.retain_on_delete and "create" in gone.ignore_changes and "stdin" in gone.ignore_changes
+    assert not kept.retain_on_delete and kept.ignore_changes == []
+    assert _named(result, "-registration")["worker-1"].inputs["hostGone"] is True
+    assert _named(result, "-disruption")["worker-1"].inputs["drain"] is False
+
+
+def test_a_version_the_skew_policy_forbids_is_refused_before_any_resource(test_ca, ssh_key, monkeypatch):
+    from k8s_workers import cluster_api
+    from tests.conftest import base_config
+
+    raw = base_config(test_ca, ssh_key)
+    monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.36.4", {}))
+    monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
+    result = run_program(raw)
+    assert "cluster.kubernetesVersion" in str(result.error) and "newer than the apiserver" in str(result.error)
+    assert result.resources == []
+    monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.37.9", {"worker-1": "v1.37.9"}))
+    result = run_program(raw)
+    assert "node worker-1 runs kubelet v1.37.9" in str(result.error) and "allowDowngrade" in str(result.error)
+    raw["cluster"]["rollout"] = {"allowDowngrade": True}
+    assert run_program(raw).error is None

@@ -142,6 +142,32 @@ class KubeProxyCertificate(_Model):
         return value
 
 
+class Rollout(_Model):
+    """How a change that restarts the kubelet or the runtime (or replaces a binary) goes out."""
+
+    # Nodes changed at once: a count, or a percentage of the nodes (rounded down, at least 1).
+    max_unavailable: int | str = 1
+    drain: StrictBool = True  # cordon and drain each node before such a change (and before removal)
+    drain_timeout_seconds: int = Field(300, ge=10, le=7200)
+    ignore_daemonsets: StrictBool = True
+    delete_emptydir_data: StrictBool = True
+    force: StrictBool = False  # evict pods no controller recreates
+    allow_downgrade: StrictBool = False
+
+    @field_validator("max_unavailable", mode="before")
+    @classmethod
+    def _max_unavailable(cls, value: Any) -> int | str:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise invalid(value, "is a count (1) or a percentage (\"25%\")")
+        if isinstance(value, int):
+            if value < 1:
+                raise invalid(value, "must be at least 1")
+            return value
+        if not re.fullmatch(r"([1-9][0-9]?|100)%", value):
+            raise invalid(value, "is a count (1) or a percentage from 1% to 100% (\"25%\")")
+        return value
+
+
 class Cluster(_Model):
     name: str
     api_server: str
@@ -168,6 +194,7 @@ class Cluster(_Model):
     serving_certificates: Literal["approve", "manual", "self-signed"] = "approve"
     # An install is done when its Node is Ready: how long to wait for that (0: do not wait).
     readiness_timeout_seconds: int = Field(300, ge=0, le=3600)
+    rollout: Rollout = Rollout()
 
     @field_validator("name")
     @classmethod
@@ -430,6 +457,9 @@ class Node(NodeSettings):
     name: str
     address: IPAddress
     pod_cidr: Cidr | None = None
+    # The host is gone for good: on this `up` nothing more runs over SSH for it; delete the node
+    # from the config afterwards and only its cluster side is removed (no drain: its pods are gone).
+    host_gone: StrictBool = False
 
     @field_validator("name")
     @classmethod

@@ -177,7 +177,7 @@ def test_only_this_programs_bootstrap_tokens_may_ask_for_node_certificates(insta
 def test_a_token_authenticates_until_its_node_joined_and_never_after(installed, systemd_hosts):
     """The registration revokes the token once the node has joined: `kubectl --token` is then
     refused, and neither resource plans anything afterwards (`pulumi up --refresh` stays quiet)."""
-    from components import bootstrap_token
+    from components import membership
 
     config, jobs = installed
     host = jobs[0].host
@@ -192,7 +192,7 @@ def test_a_token_authenticates_until_its_node_joined_and_never_after(installed, 
     props = registration_props(config, host.name)
     assert not _Provider().diff("x", props, props).changes
     state = token_props(config, host.name)
-    assert bootstrap_token._Provider().read("x", state).outs == state  # refresh: as it was
+    assert membership._Provider().read("x", state).outs == state  # refresh: as it was
     issue_tokens(config, [host])  # a token issued again (as `--replace` on it would) works until the next registration
     assert can_ask().stdout.strip() == "yes"
     assert _Provider().diff("x", props, props).changes  # the next `up` revokes it

@@ -1,0 +1,112 @@
+"""Per node: its place in the cluster, from before its install until after its removal.
+
+A Pulumi dynamic resource. Created before the install: the bootstrap token's Secret in
+kube-system (expiry counted from this creation). Deleted after the host's removal script ran
+(the install depends on it, so the engine deletes it last): the Node object, the node's
+certificate requests and the token's Secret, so nothing of the node stays in the cluster.
+
+Not a pulumi-kubernetes Secret: the node's NodeRegistration revokes the token (deletes its
+Secret) once the node has joined, and a pulumi-kubernetes Secret would then show as deleted on
+`pulumi up --refresh` and be planned again. This resource does not read the cluster on refresh:
+a revoked token is the state it expects.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from k8s_workers.config.loader import Cluster, Node
+
+_TOKEN = ("tokenId", "tokenSecret")
+
+
+def membership_props(cluster: Cluster, node: Node, token_id: Any, token_secret: Any, kubeconfig: Any) -> dict[str, Any]:
+    """The resource's inputs (Outputs in the program, plain values in the lab)."""
+    return {
+        "node": node.name,
+        "tokenId": token_id,
+        "tokenSecret": token_secret,
+        "ttlHours": cluster.bootstrap_token_ttl_hours,
+        "kubeconfig": kubeconfig,
+        "expires_at": None,
+    }
+
+
+def leave(props: dict[str, Any]) -> dict[str, Any]:
+    """What delete does once the host is wiped (the lab calls it too): the node's cluster side gone."""
+    from k8s_workers.cluster_api import api_client, delete_node, delete_node_csrs, revoke_bootstrap_token
+
+    api = api_client(props.get("kubeconfig"))
+    return {
+        "node_deleted": delete_node(api, props["node"]),
+        "csrs_deleted": delete_node_csrs(api, props["node"], props["tokenId"]),
+        "token_deleted": revoke_bootstrap_token(api, props["tokenId"]),
+    }
+
+
+def issue(props: dict[str, Any]) -> dict[str, Any]:
+    """The token's Secret, its expiry counted from now."""
+    from k8s_workers.cluster_api import api_client, create_bootstrap_token
+    from k8s_workers.render.cluster_objects import bootstrap_token_secret, token_expiration, token_expires_at
+
+    issued_at = int(time.time())
+    manifest = bootstrap_token_secret(
+        props["node"], props["tokenId"], props["tokenSecret"], token_expiration(issued_at, props["ttlHours"])
+    )
+    create_bootstrap_token(api_client(props.get("kubeconfig")), manifest)
+    return {**props, "expires_at": token_expires_at(issued_at, props["ttlHours"])}
+
+
+class _Provider(ResourceProvider):
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=f"membership-{props['node']}", outs=issue(props))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        # A new token is an update, never a replacement: a replacement would delete the old
+        # resource, and deleting this one removes the Node from the cluster. A TTL change applies
+        # to tokens issued after it; the kubeconfig is how, not what.
+        changed = [k for k in _TOKEN if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[], stables=["node"], delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        from k8s_workers.cluster_api import api_client, revoke_bootstrap_token
+
+        outs = issue(news)
+        if olds.get("tokenId") != news["tokenId"]:
+            revoke_bootstrap_token(api_client(news.get("kubeconfig")), olds["tokenId"])
+        return UpdateResult(outs=outs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        leave(props)
+
+
+class NodeMembership(pulumi.dynamic.Resource):
+    expires_at: pulumi.Output[int]  # epoch seconds: the install refuses an expired token on an unjoined node
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        node: Node,
+        token_id: pulumi.Input[str],
+        token_secret: pulumi.Input[str],  # secret
+        kubeconfig: pulumi.Input[str] | None,  # secret
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__(
+            _Provider(),
+            f"{node.name}-membership",
+            membership_props(
+                cluster,
+                node,
+                token_id,
+                pulumi.Output.secret(token_secret),
+                pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
+            ),
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=["tokenSecret", "kubeconfig"])
+            ),
+        )

@@ -1,0 +1,59 @@
+"""Which nodes change together, and what a change disrupts on each (pure).
+
+A change that restarts the kubelet or the container runtime, or replaces one of their binaries,
+is rolled out in batches of at most `maxUnavailable` nodes, each drained first; batch k+1 starts
+only once every node of batch k is Ready again (the program declares that order as
+dependencies). What restarts is read from the node's review plan: each file and binary names
+the service it restarts, so a per-service digest changes exactly when that service would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+from k8s_workers.scripts.install_plan import NodePlan
+
+# Restarting these stops or restarts the node's pods' runtime: drain first. A kube-proxy-only
+# change keeps pods running (Services blink for the restart), so it is not drained.
+DISRUPTIVE_SERVICES = ("containerd", "kubelet")
+
+
+def batch_size(node_count: int, max_unavailable: int | str) -> int:
+    """A count, or a percentage of the nodes rounded down (as Kubernetes rounds maxUnavailable),
+    and never less than 1."""
+    if isinstance(max_unavailable, str):
+        percent = int(max_unavailable.removesuffix("%"))
+        return max(1, math.floor(node_count * percent / 100))
+    return max(1, max_unavailable)
+
+
+def batches(nodes: Sequence[str], max_unavailable: int | str) -> list[list[str]]:
+    """The nodes in config order, cut into batches of `batch_size`."""
+    size = batch_size(len(nodes), max_unavailable)
+    return [list(nodes[i : i + size]) for i in range(0, len(nodes), size)]
+
+
+def service_digests(plan: NodePlan) -> dict[str, str]:
+    """service -> a digest of every file and binary whose change restarts it: the preview shows
+    which of them changed, i.e. which services a change restarts on this node."""
+    parts: dict[str, list[str]] = {service: [] for service in plan.services}
+    for f in plan.files:
+        if f.restarts in parts and not f.secret:  # secret files change with their secrets, not config
+            parts[f.restarts].append(f"{f.path}:{hashlib.sha256(f.content.encode()).hexdigest()}")
+    for artifact in plan.artifacts:
+        if artifact.restarts in parts:
+            parts[artifact.restarts].append(f"{artifact.name}:{artifact.sha256}")
+    return {s: hashlib.sha256("\n".join(sorted(p)).encode()).hexdigest()[:16] for s, p in sorted(parts.items())}
+
+
+def restarted(old: dict[str, str] | None, new: dict[str, str]) -> list[str]:
+    """The services a change from `old` to `new` digests restarts (none on a first install)."""
+    if not old:
+        return []
+    return sorted(s for s, digest in new.items() if old.get(s) != digest)
+
+
+def needs_drain(restarts: Sequence[str]) -> bool:
+    return any(s in DISRUPTIVE_SERVICES for s in restarts)
