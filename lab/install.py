@@ -13,8 +13,9 @@ from pathlib import Path
 
 from components import membership, node_disruption, node_registration
 from k8s_workers.config.loader import StackConfig
+from k8s_workers.decisions.rollout import batches, service_digests
 from k8s_workers.render.cluster_objects import token_expires_at
-from k8s_workers.render.node_files import NodeSecrets
+from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets
 from k8s_workers.scripts.commands import install_command, install_script, removal_command
 from k8s_workers.scripts.install_plan import NodePlan, plan_node
 from lab import remote
@@ -110,10 +111,26 @@ def token_props(config: StackConfig, name: str) -> dict:
     return membership.membership_props(config.cluster, node, token_id, token_secret, ADMIN_KUBECONFIG.read_text())
 
 
+def _node(config: StackConfig, name: str):  # type: ignore[no-untyped-def]
+    return next(n for n in config.nodes if n.name == name)
+
+
+def _review_plan(config: StackConfig, name: str) -> NodePlan:
+    return plan_node(config.cluster, _node(config, name), PLACEHOLDER_SECRETS, config.nodes)
+
+
 def registration_props(config: StackConfig, name: str) -> dict:
-    node = next(n for n in config.nodes if n.name == name)
     token_id = lab_token(name)[0].split(".")[0]
-    return node_registration.registration_props(config.cluster, node, token_id, ADMIN_KUBECONFIG.read_text())
+    services = service_digests(_review_plan(config, name))
+    return node_registration.registration_props(
+        config.cluster, _node(config, name), token_id, ADMIN_KUBECONFIG.read_text(), services
+    )
+
+
+def disruption_props(config: StackConfig, name: str, batch: int) -> dict:
+    return node_disruption.disruption_props(
+        config.cluster, _node(config, name), _review_plan(config, name), batch, ADMIN_KUBECONFIG.read_text()
+    )
 
 
 def register_all(config: StackConfig, hosts: Iterable[LabHost]) -> dict[str, dict | Exception]:
@@ -129,3 +146,56 @@ def register_all(config: StackConfig, hosts: Iterable[LabHost]) -> dict[str, dic
 
     with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
         return dict(zip(names, pool.map(one, names), strict=True))
+
+
+@dataclass
+class Rollout:
+    """What a rolling change did, batch by batch (names in order), and where it stopped."""
+
+    batches: list[list[str]]
+    drained: dict[str, bool]
+    failed: dict[str, str]  # node -> why (the rollout stops after its batch)
+
+
+def roll_out(old: StackConfig, new: StackConfig, hosts: list[LabHost]) -> Rollout:
+    """A change to nodes already joined, in the order the program's dependencies give the engine:
+    batch by batch; in a batch, in parallel, each node's NodeDisruption update (cordon and drain
+    when the change restarts the kubelet or runtime), its install (Ready on return), its
+    NodeRegistration update (uncordon). A failure stops the rollout after its batch."""
+    by_name = {h.name: h for h in hosts}
+    names = [n.name for n in new.nodes if n.name in by_name]
+    plan = batches(names, new.cluster.rollout.max_unavailable)
+    report = Rollout(plan, {}, {})
+
+    def one(name: str, batch: int) -> tuple[str, bool]:
+        olds = disruption_props(old, name, batch)
+        prepared = node_disruption.prepare(olds, disruption_props(new, name, batch))
+        job = next(j for j in install_jobs(new, [by_name[name]]))
+        remote.check(job.host, job.command, job.stdin)
+        node_registration.register(registration_props(new, name))
+        return name, prepared["drained"]
+
+    for number, batch in enumerate(plan, start=1):
+        with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+            futures = {name: pool.submit(one, name, number) for name in batch}
+        for name, future in futures.items():
+            try:
+                report.drained[name] = future.result()[1]
+            except Exception as exc:  # named, and the next batch never starts
+                report.failed[name] = str(exc)
+        if report.failed:
+            break
+    return report
+
+
+def remove_node(config: StackConfig, name: str, host: LabHost | None) -> remote.RemoteResult | None:
+    """A node deleted from the config, in the engine's delete order: its NodeRegistration (cordon,
+    drain), its install's removal script (skipped when the host is gone: None), its NodeMembership
+    (Node, CSRs and token out of the cluster)."""
+    node_registration.retire(registration_props(config, name))
+    result = None
+    if host is not None and not _node(config, name).host_gone:
+        job = removal_jobs(config, [host])[0]
+        result = remote.check(job.host, job.command, job.stdin)
+    membership.leave(token_props(config, name))
+    return result

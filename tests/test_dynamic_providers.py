@@ -37,7 +37,14 @@ def _ask_in_a_fresh_host(serialized: str, olds: dict, news: dict) -> dict:
 
 
 TOKEN = {"node": "n1", "tokenId": "abc123", "tokenSecret": "0123456789abcdef", "ttlHours": 24, "kubeconfig": None}
-DISRUPTION = {"node": "n1", "batch": 1, "services": {"kubelet": "a"}, "drain": True, "drainOptions": {}, "kubeconfig": None}
+DISRUPTION = {
+    "node": "n1",
+    "batch": 1,
+    "services": {"kubelet": "a"},
+    "drain": True,
+    "drainOptions": {},
+    "kubeconfig": None,
+}
 REGISTRATION = {
     "node": "n1",
     "inventory": [{"name": "n1", "addresses": ["192.0.2.11"]}],
@@ -55,11 +62,28 @@ REGISTRATION = {
         (membership._Provider(), TOKEN, TOKEN, {"changes": False, "replaces": []}),
         (membership._Provider(), TOKEN, {**TOKEN, "tokenId": "def456"}, {"changes": True, "replaces": []}),
         (node_disruption._Provider(), DISRUPTION, DISRUPTION, {"changes": False, "replaces": []}),
-        (node_disruption._Provider(), DISRUPTION, {**DISRUPTION, "services": {"kubelet": "b"}}, {"changes": True, "replaces": []}),
+        (
+            node_disruption._Provider(),
+            DISRUPTION,
+            {**DISRUPTION, "services": {"kubelet": "b"}},
+            {"changes": True, "replaces": []},
+        ),
         (node_registration._Provider(), REGISTRATION, REGISTRATION, {"changes": False, "replaces": []}),
-        (node_registration._Provider(), REGISTRATION, {**REGISTRATION, "labels": {}}, {"changes": True, "replaces": []}),
+        (
+            node_registration._Provider(),
+            REGISTRATION,
+            {**REGISTRATION, "labels": {}},
+            {"changes": True, "replaces": []},
+        ),
     ],
-    ids=["token-same", "token-new", "disruption-same", "disruption-kubelet", "registration-no-cluster", "registration-label-removed"],
+    ids=[
+        "token-same",
+        "token-new",
+        "disruption-same",
+        "disruption-kubelet",
+        "registration-no-cluster",
+        "registration-label-removed",
+    ],
 )
 def test_a_provider_kept_in_state_loads_and_decides_in_a_fresh_process(provider, olds, news, expected):
     serialized = serialize_provider(provider)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from k8s_workers.config.loader import StackConfig, load_config
-from lab import cluster, images, mirror, remote, stack
+from lab import build, cluster, images, mirror, pins, remote, stack
 from lab.__main__ import down, up
 from lab.hosts import LabHost
 from lab.install import NodeJob, install_jobs, removal_jobs, run_all
@@ -63,7 +63,17 @@ def clean_snapshots(lab: LabState) -> dict[str, Snapshot]:
 
 @pytest.fixture(scope="session")
 def sums(lab: LabState) -> dict[str, dict[int, str]]:
-    return mirror.publish()
+    """The mirror's artifacts: the pinned Kubernetes version, and the older one when it is built."""
+    extra = []
+    for version in pins.KUBERNETES_EXTRA:
+        try:
+            build.binary("kubelet", version)
+            extra.append(version)
+        except build.BuildError:
+            print(
+                f"LAB: kubelet {version} not built: the upgrade test will skip (python -m lab build --kubernetes {version})"
+            )
+    return mirror.publish((pins.KUBERNETES, *extra))
 
 
 @pytest.fixture(scope="session")

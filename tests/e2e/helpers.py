@@ -196,14 +196,19 @@ def pods_with(selector: str) -> dict[str, dict[str, Any]]:
     return {p["metadata"]["name"]: p for p in cluster.get("pods", "-n", NAMESPACE, "-l", selector)["items"]}
 
 
-def run_workload(nodes: list[str]) -> tuple[dict[str, str], str]:
-    """An echo server pod on every node and a Service over them; (node -> pod IP, Service IP)."""
-    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=120)
+def fresh_namespace() -> None:
+    """The test namespace, empty: whatever an earlier test left there is gone."""
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=180)
     cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
     wait_for(
         "the namespace's default ServiceAccount",
         lambda: cluster.kubectl("get", "sa", "default", "-n", NAMESPACE, check=False).returncode == 0,
     )
+
+
+def run_workload(nodes: list[str]) -> tuple[dict[str, str], str]:
+    """An echo server pod on every node and a Service over them; (node -> pod IP, Service IP)."""
+    fresh_namespace()
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -254,3 +259,39 @@ def serving_csrs(node: str) -> list[dict[str, Any]]:
         c for c in cluster.get("csr")["items"]
         if c["spec"]["signerName"] == "kubernetes.io/kubelet-serving" and c["spec"]["username"] == f"system:node:{node}"
     ])  # fmt: skip
+
+
+def run_deployment(name: str, replicas: int, min_available: int, node: str | None = None) -> str:
+    """A Deployment of echo servers (spread over nodes, or all on `node`), a PodDisruptionBudget
+    keeping `min_available` of them, and a Service; returns the Service's IP once all are Ready.
+    In the test namespace as it is (see fresh_namespace)."""
+    template = pod_manifest(name, node or "", None)
+    spec = template["spec"]
+    if node is None:
+        del spec["nodeSelector"]
+        spec["topologySpreadConstraints"] = [{
+            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app": name}},
+        }]  # fmt: skip
+    labels = {"app": name}
+    cluster.apply([
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NAMESPACE},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": spec}}},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name, "namespace": NAMESPACE},
+         "spec": {"minAvailable": min_available, "selector": {"matchLabels": labels}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NAMESPACE},
+         "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": PORT}]}},
+    ])  # fmt: skip
+    wait_for(f"{replicas} {name} pods Ready", lambda: len(ready_pods(name)) == replicas, timeout=180)
+    return cluster.get("service", name, "-n", NAMESPACE)["spec"]["clusterIP"]
+
+
+def ready_pods(app: str) -> dict[str, str]:
+    """pod name -> node, for the Ready pods of the app (terminating ones excluded)."""
+    return {
+        p["metadata"]["name"]: p["spec"].get("nodeName", "")
+        for p in pods_with(f"app={app}").values()
+        if not p["metadata"].get("deletionTimestamp")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    }

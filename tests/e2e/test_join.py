@@ -217,6 +217,7 @@ def test_labels_and_taints_change_on_the_node_and_nothing_on_the_host(installed,
         ({}, []),
     ]
     for labels, taints in steps:
+
         def edit(raw: dict, labels=labels, taints=taints) -> None:
             for n in raw["nodes"]:
                 if n["name"] == name:
