@@ -8,9 +8,10 @@ What a kubelet needs inside systemd-nspawn on this machine (cgroup v1, hybrid), 
 - a cgroup of its own per host (below this process's), so kubelets do not see each other's pods;
 - the cgroup v1 hierarchies, which nspawn mounts read-only, remounted read-write inside
   (k8sw-lab-container.service, below);
-- stand-ins for the kernel-wide sysctls the kubelet's protectKernelDefaults checks: /proc/sys is
-  read-only in a container and these values are the machine's, so the same unit binds files
-  holding the expected values over them inside the host (the machine's settings stay as they are);
+- stand-ins for the kernel-wide sysctls the kubelet's protectKernelDefaults checks, and for
+  nf_conntrack_max (kube-proxy 1.36 sets it at every start): /proc/sys is read-only in a
+  container and these values are the machine's, so the same unit binds files holding the
+  expected values over them inside the host (the machine's settings stay as they are);
 - /dev/kmsg, CAP_SYSLOG and CAP_NET_ADMIN, and the keyring system calls (runc's session keyring).
 """
 
@@ -50,12 +51,15 @@ def address_for(index: int) -> str:
     return network.address_for(index)
 
 
-# The kernel-wide settings the kubelet checks (protectKernelDefaults) and the install writes.
+# The kernel-wide settings the kubelet checks (protectKernelDefaults) and the install writes, and
+# nf_conntrack_max, which kube-proxy up to 1.36 writes at every start whatever its value (1.37
+# writes it only when lower) and which is read-only outside the machine's first network namespace.
 KERNEL_STANDINS = {
     "kernel/panic": "10",
     "kernel/panic_on_oops": "1",
     "vm/overcommit_memory": "1",
     "vm/panic_on_oom": "0",
+    "net/netfilter/nf_conntrack_max": "131072",
 }
 CONTAINER_UNIT = """[Unit]
 Description=k8s-workers lab only: what a kubelet needs inside systemd-nspawn

@@ -8,7 +8,7 @@ import string
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from components import membership, node_disruption, node_registration
@@ -155,6 +155,7 @@ class Rollout:
     batches: list[list[str]]
     drained: dict[str, bool]
     failed: dict[str, str]  # node -> why (the rollout stops after its batch)
+    steps: list[tuple[str, str]] = field(default_factory=list)  # (time, what happened), for diagnoses
 
 
 def roll_out(old: StackConfig, new: StackConfig, hosts: list[LabHost]) -> Rollout:
@@ -170,9 +171,12 @@ def roll_out(old: StackConfig, new: StackConfig, hosts: list[LabHost]) -> Rollou
     def one(name: str, batch: int) -> tuple[str, bool]:
         olds = disruption_props(old, name, batch)
         prepared = node_disruption.prepare(olds, disruption_props(new, name, batch))
+        report.steps.append((time.strftime("%H:%M:%S"), f"{name} drained" if prepared["drained"] else f"{name} kept"))
         job = next(j for j in install_jobs(new, [by_name[name]]))
         remote.check(job.host, job.command, job.stdin)
+        report.steps.append((time.strftime("%H:%M:%S"), f"{name} installed, Ready"))
         node_registration.register(registration_props(new, name))
+        report.steps.append((time.strftime("%H:%M:%S"), f"{name} registered"))
         return name, prepared["drained"]
 
     for number, batch in enumerate(plan, start=1):

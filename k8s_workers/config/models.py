@@ -158,13 +158,13 @@ class Rollout(_Model):
     @classmethod
     def _max_unavailable(cls, value: Any) -> int | str:
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise invalid(value, "is a count (1) or a percentage (\"25%\")")
+            raise invalid(value, 'is a count (1) or a percentage ("25%")')
         if isinstance(value, int):
             if value < 1:
                 raise invalid(value, "must be at least 1")
             return value
         if not re.fullmatch(r"([1-9][0-9]?|100)%", value):
-            raise invalid(value, "is a count (1) or a percentage from 1% to 100% (\"25%\")")
+            raise invalid(value, 'is a count (1) or a percentage from 1% to 100% ("25%")')
         return value
 
 

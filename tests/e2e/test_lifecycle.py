@@ -126,7 +126,9 @@ class Watch:
             )
             self.probes += 1
             if result.returncode != 0 or "pod=" not in result.stdout:
-                self.failures.append(result.stderr.strip() or result.stdout.strip())
+                moment = time.strftime("%H:%M:%S")
+                detail = result.stderr.strip().splitlines()[-1:] or [result.stdout.strip()]
+                self.failures.append(f"{moment} (cordoned: {sorted(cordoned)}) {detail[0]}")
             time.sleep(0.2)
 
     def __enter__(self) -> Watch:
@@ -152,7 +154,7 @@ def test_a_kubelet_change_rolls_out_one_node_at_a_time_with_the_workload_answeri
     assert all(report.drained.values())
     assert watch.cordoned_max == 1, watch.cordoned_max  # never two at once
     assert watch.cordoned_seen == {j.host.name for j in jobs}  # ...and each one was
-    assert watch.probes > 10 and watch.failures == [], watch.failures
+    assert watch.probes > 10 and watch.failures == [], (watch.failures, report.steps)
     nodes = cluster.nodes()
     for job in jobs:
         assert nodes[job.host.name]["status"]["capacity"]["pods"] == "77"
@@ -194,7 +196,7 @@ def test_an_upgrade_from_1_36_to_1_37_keeps_the_workload_available(
     with Watch(service_ip, jobs[-1].host) as watch:
         report = roll_out(old, config, systemd_hosts)
     assert report.failed == {} and all(report.drained.values())
-    assert watch.cordoned_max == 1 and watch.failures == [], (watch.cordoned_max, watch.failures)
+    assert watch.cordoned_max == 1 and watch.failures == [], (watch.cordoned_max, watch.failures, report.steps)
     nodes = cluster.nodes()
     for name in names:
         assert nodes[name]["status"]["nodeInfo"]["kubeletVersion"] == pins.KUBERNETES
