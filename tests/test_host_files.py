@@ -66,7 +66,7 @@ def test_kubelet_config_is_secure(test_ca):
 def test_kubelet_overrides_deep_merge(test_ca):
     config = _config(test_ca)
     second = yaml.safe_load(_files(config, 1)[PATHS.kubelet_config])
-    assert second["maxPods"] == 50  # nodes[1].kubelet
+    assert second["maxPods"] == 50  # nodes[1].maxPods
     assert second["authentication"]["anonymous"]["enabled"] is False  # untouched defaults stay
     raw = base_config(test_ca)
     raw["defaults"]["kubelet"] = {"authentication": {"webhook": {"cacheTTL": "30s"}}}

@@ -107,7 +107,7 @@ def test_rerun_writes_nothing_and_restarts_nothing(host, test_ca, server):
 def test_kubelet_setting_change_rewrites_and_restarts_only_kubelet(host, test_ca, server):
     raw = _raw(test_ca, server)
     _installed(host, raw)
-    raw["defaults"]["kubelet"] = {"maxPods": 42}
+    raw["defaults"]["maxPods"] = 42
     result = host.run(install_script(_plan(raw)))
     assert result.returncode == 0, result.stderr
     assert result.summary["files_changed"] == [PATHS.kubelet_config]
@@ -157,7 +157,7 @@ def test_wrong_sha256_stops_and_keeps_the_old_binary(host, test_ca, server):
 def test_a_failed_restart_is_owed_to_the_next_run(host, test_ca, server):
     raw = _raw(test_ca, server)
     _installed(host, raw)
-    raw["defaults"]["kubelet"] = {"maxPods": 43}
+    raw["defaults"]["maxPods"] = 43
     failed = host.run(install_script(_plan(raw)), FAKE_FAIL="restart kubelet")
     assert failed.returncode != 0
     assert (host.root / "var/lib/k8s-workers/pending/kubelet").exists()

@@ -39,7 +39,7 @@ def _plan(test_ca, ssh_key, edit=lambda raw: None):
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda raw: raw["defaults"].setdefault("kubelet", {}).update(maxPods=50), ["kubelet"]),
+        (lambda raw: raw["defaults"].update(maxPods=51), ["kubelet"]),
         (lambda raw: raw["cluster"].update(kubeProxy={"mode": "nftables"}), ["kube-proxy"]),
         (lambda raw: raw["defaults"].update(labels={"x": "y"}), []),  # the Node's business, not the host's
     ],

@@ -334,6 +334,24 @@ _EVICTION_HARD = {
     "nodefs.inodesFree": "5%",
     "imagefs.available": "15%",
 }
+# KubeletConfiguration fields that are node settings of their own (field -> node key), and the
+# kubelet flags that set them: each is set in one place only.
+_NODE_KEYS_OF_KUBELET_FIELDS = {
+    "maxPods": "maxPods",
+    "podPidsLimit": "podPidsLimit",
+    "evictionHard": "evictionHard",
+    "systemReserved": "systemReserved",
+    "kubeReserved": "kubeReserved",
+    "resolvConf": "resolvConf",
+}
+_NODE_KEYS_OF_KUBELET_FLAGS = {
+    "--max-pods": "maxPods",
+    "--pod-max-pids": "podPidsLimit",
+    "--eviction-hard": "evictionHard",
+    "--system-reserved": "systemReserved",
+    "--kube-reserved": "kubeReserved",
+    "--resolv-conf": "resolvConf",
+}
 # kubelet flags that set a secure default of the KubeletConfiguration: (field path, how to read the value)
 _SECURITY_FLAGS: dict[str, tuple[tuple[str, ...], Any]] = {
     "--anonymous-auth": (("authentication", "anonymous", "enabled"), lambda v: v.lower() in ("true", "1", "")),
@@ -406,6 +424,12 @@ class NodeSettings(_Model):
         for key in ("apiVersion", "kind"):
             if key in value:
                 problems.append(f"{key!r} is set by this program")
+        for key in sorted(set(value) & set(_NODE_KEYS_OF_KUBELET_FIELDS)):
+            own = _NODE_KEYS_OF_KUBELET_FIELDS[key]
+            problems.append(
+                f"{key!r} is also the node setting `{own}`: set it once, as `{own}` (given in both places, "
+                f"`kubelet.{key}` would silently win over `{own}`)"
+            )
         if "registerWithTaints" in value:
             problems.append(
                 "'registerWithTaints' is set by this program (a startup taint); declare taints under "
@@ -427,6 +451,9 @@ class NodeSettings(_Model):
                 raise invalid(arg, _REMOVED_KUBELET_FLAGS[flag])
             if flag in _OWNED_KUBELET_FLAGS:
                 raise invalid(arg, "is set by this program; use the matching setting instead")
+            if flag in _NODE_KEYS_OF_KUBELET_FLAGS:
+                own = _NODE_KEYS_OF_KUBELET_FLAGS[flag]
+                raise invalid(arg, f"sets the node setting `{own}` a second way: set `{own}` instead")
             if any(c in arg for c in "\"'\\$`\n"):
                 raise invalid(arg, "must not contain quotes, backslashes, '$', '`' or newlines")
             if flag in _SECURITY_FLAGS:  # flags override the config file: the same check as `kubelet:`

@@ -206,7 +206,7 @@ def _changed_pids(before: dict[str, str], after: dict[str, str]) -> set[str]:
 @pytest.mark.parametrize(
     ("edit", "changed_file", "service"),
     [
-        (lambda raw: raw["defaults"].update(kubelet={"maxPods": 77}), PATHS.kubelet_config, "kubelet"),
+        (lambda raw: raw["defaults"].update(maxPods=77), PATHS.kubelet_config, "kubelet"),
         (lambda raw: raw["cluster"].update(kubeProxy={"mode": "nftables"}), PATHS.kube_proxy_config, "kube-proxy"),
     ],
     ids=["kubelet-setting", "proxy-mode"],
@@ -288,7 +288,7 @@ def test_killed_install_leaves_old_or_new_never_partial_and_converges(installed,
     _, jobs_a = installed
     config_b = lab_config(
         generations={"kubelet": 2, "kube-proxy": 2, "containerd": 2, "cni-plugins": 2},
-        edit=lambda raw: raw["defaults"].update(kubelet={"maxPods": 55}, labels={"node.kubernetes.io/pool": "b"}),
+        edit=lambda raw: raw["defaults"].update(maxPods=55),
     )
     job_a = jobs_a[0]
     job_b = next(j for j in install_jobs(config_b, systemd_hosts) if j.host.name == job_a.host.name)

@@ -146,7 +146,7 @@ def test_a_kubelet_change_rolls_out_one_node_at_a_time_with_the_workload_answeri
 ):
     config, jobs = installed
     service_ip = run_deployment("web", replicas=3, min_available=2)
-    changed = lab_config(edit=lambda raw: raw["defaults"].update(kubelet={"maxPods": 77}))
+    changed = lab_config(edit=lambda raw: raw["defaults"].update(maxPods=77))
     with Watch(service_ip, jobs[-1].host) as watch:
         report = roll_out(config, changed, systemd_hosts)
     assert report.failed == {}
