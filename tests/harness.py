@@ -134,7 +134,7 @@ class WorkerMocks(pulumi.runtime.Mocks):
             alphabet += string.digits if inputs.get("numeric", True) else ""
             alphabet += string.ascii_uppercase if inputs.get("upper", True) else ""
             outputs["result"] = "".join(random.choice(alphabet) for _ in range(int(inputs["length"])))
-            # As the provider does (NOTES): a RandomString's id is its result, in plaintext; a
+            # As the provider does (seen with the real engine): a RandomString's id is its result, in plaintext; a
             # RandomPassword's id is "none" and its result a secret.
             if args.typ.endswith("RandomString"):
                 resource_id = outputs["result"]

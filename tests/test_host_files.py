@@ -18,7 +18,7 @@ from k8s_workers.render.host_paths import PATHS
 from k8s_workers.render.node_files import IPVS_MODULES, PLACEHOLDER_SECRETS, node_files
 from tests.conftest import base_config
 
-# Seed-era flags and settings that current kubelets reject or ignore (NOTES.md).
+# Flags and settings of the kubelet 1.10-1.12 era that current kubelets reject or ignore.
 REMOVED = (
     "--network-plugin", "--cni-bin-dir", "--cni-conf-dir", "--allow-privileged",
     "--experimental-bootstrap-kubeconfig", "--container-runtime=", "--container-runtime-endpoint",

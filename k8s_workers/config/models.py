@@ -304,7 +304,7 @@ class Taint(_Model):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
-# Flags the kubelet no longer accepts (NOTES.md), and flags this program sets itself.
+# Flags the kubelet no longer accepts (with the release that removed each), and flags this program sets itself.
 _REMOVED_KUBELET_FLAGS = {
     "--network-plugin": "removed in 1.24: CNI belongs to the container runtime",
     "--cni-bin-dir": "removed in 1.24: CNI belongs to the container runtime",

@@ -17,7 +17,7 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "k8s-workers"}
 BOOTSTRAP_GROUP = "system:bootstrappers:k8s-workers"
 
 # (binding name, built-in ClusterRole, subject kind, subject name). kubeadm's choices,
-# minus the seeds' `selfnodeserver`, which no controller honours.
+# minus `selfnodeserver` (old guides bound it for serving certificates), which no controller honours.
 _BOOTSTRAP_BINDINGS = (
     ("k8s-workers:kubelet-bootstrap", "system:node-bootstrapper", "Group", BOOTSTRAP_GROUP),
     (
