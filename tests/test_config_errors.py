@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from k8s_workers.config.loader import load_config
 from tests.conftest import base_config
 from tests.harness import run_program
 from tests.pki import make_ca
@@ -116,6 +117,10 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ("version-too-old", _set("cluster.kubernetesVersion", "1.29.3"), "cluster.kubernetesVersion", "not supported"),
     ("api-server-http", _set("cluster.apiServer", "http://192.0.2.1:6443"), "cluster.apiServer", "not an https URL"),
     ("kubelet-typo", _set("nodes[1].kubelet", {"maxPod": 10}), "nodes[1].kubelet", "did you mean 'maxPods'"),
+    ("kubelet-quoted-bool", _set("defaults.kubelet", {"authentication": {"anonymous": {"enabled": "true"}}}), "defaults.kubelet.authentication.anonymous.enabled", "is not true or false, unquoted"),
+    ("kubelet-bad-duration", _set("nodes[0].kubelet", {"shutdownGracePeriod": "sixty"}), "nodes[0].kubelet.shutdownGracePeriod", "is not a duration"),
+    ("kubelet-bad-nested-key", _set("nodes[0].kubelet", {"authentication": {"anonymus": {}}}), "nodes[0].kubelet.authentication.anonymus", "did you mean 'anonymous'"),
+    ("kubelet-field-of-a-newer-minor", _both(_set("cluster.kubernetesVersion", "1.36.4"), _set("nodes[0].kubelet", {"defaultPodSysctls": []})), "nodes[0].kubelet.defaultPodSysctls", "not a KubeletConfiguration field in Kubernetes 1.36 (it is in 1.37)"),
     ("kubelet-twice", _set("nodes[1].kubelet", {"maxPods": 60}), "nodes[1].kubelet", "is also the node setting `maxPods`: set it once"),
     ("kubelet-twice-map", _set("defaults.kubelet", {"evictionHard": {"memory.available": "1Gi"}}), "defaults.kubelet", "set it once, as `evictionHard`"),
     ("extra-arg-twice", _set("nodes[0].kubeletExtraArgs", ["--max-pods=50"]), "nodes[0].kubeletExtraArgs", "sets the node setting `maxPods` a second way"),
@@ -217,3 +222,29 @@ def test_yaml_traps_are_named_with_a_hint(test_ca, ssh_key, mutation, path, word
     assert lines and words in lines[0], str(run.error)
     assert "Input should be" not in str(run.error)  # pydantic's own wording does not leak
     assert run.resources == []
+
+
+def test_a_deprecated_kubelet_field_is_a_warning_naming_where(test_ca, ssh_key):
+    raw = base_config(test_ca, ssh_key)
+    raw["nodes"][0]["kubelet"] = {"streamingConnectionIdleTimeout": "4h"}
+    config = load_config(raw, require_secrets=False)
+    assert any(w.startswith("nodes[0].kubelet.streamingConnectionIdleTimeout: deprecated") for w in config.warnings), (
+        config.warnings
+    )
+
+
+def test_kubelet_schemas_come_from_the_go_types_of_each_supported_minor():
+    """The data the checks use: one generated schema per supported minor, with its source module."""
+    import json
+
+    from k8s_workers.config.kubelet_schema import SCHEMAS, schema, supported_minors
+    from k8s_workers.config.models import SUPPORTED_MINORS
+
+    assert supported_minors() == tuple(SUPPORTED_MINORS)
+    for minor in supported_minors():
+        data = json.loads((SCHEMAS / f"1.{minor}.json").read_text())
+        assert data["module"].startswith(f"k8s.io/kubelet@v0.{minor}.")
+        fields = schema(minor)["properties"]
+        assert fields["maxPods"] == {"type": "integer"}
+        assert fields["authentication"]["properties"]["anonymous"]["properties"]["enabled"] == {"type": "boolean"}
+        assert fields["evictionHard"] == {"type": "map", "values": {"type": "string"}}

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
+from k8s_workers.config.kubelet_schema import check_overrides
 from k8s_workers.config.models import (
     IPVS_DEPRECATED_MINOR,
     ArtifactSpec,
@@ -198,13 +199,37 @@ def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True) -> Stac
         issues += _artifact_issues(cluster, [n for _, n in nodes])
     issues += _duplicate_issues(nodes_raw)
     issues += _node_issues(cluster, nodes)
+    kubelet_warnings: list[str] = []
+    if cluster is not None:
+        issues += _kubelet_issues(cluster, defaults_raw, nodes_raw, kubelet_warnings)
     if isinstance(ssh_key, str) and not isinstance(ssh_key, SecretPlaceholder) and "PRIVATE KEY" not in ssh_key:
         issues.append(ConfigIssue("sshPrivateKey", "is not a PEM/OpenSSH private key"))
 
     if issues:
         raise ConfigError(issues)
     assert cluster is not None
-    return StackConfig(cluster, tuple(n for _, n in nodes), ca_key_pem, ssh_key, _warnings(cluster, nodes))
+    warnings = _warnings(cluster, nodes) + tuple(kubelet_warnings)
+    return StackConfig(cluster, tuple(n for _, n in nodes), ca_key_pem, ssh_key, warnings)
+
+
+def _kubelet_issues(
+    cluster: Cluster, defaults_raw: Mapping[str, Any], nodes_raw: list[Any], warnings: list[str]
+) -> list[ConfigIssue]:
+    """`kubelet:` overrides against the KubeletConfiguration of the target minor (types, fields
+    that minor lacks), where they are written: under defaults, or under the node."""
+    issues = []
+    places = [("defaults", defaults_raw.get("kubelet"))]
+    places += [(f"nodes[{i}]", n.get("kubelet")) for i, n in enumerate(nodes_raw) if isinstance(n, Mapping)]
+    for prefix, overrides in places:
+        if not isinstance(overrides, Mapping) or not overrides:
+            continue
+        problems, deprecated = check_overrides(overrides, cluster.minor)
+        issues += [ConfigIssue(f"{prefix}.kubelet.{sub}", why) for sub, why in problems]
+        warnings += [
+            f"{prefix}.kubelet.{key}: deprecated in the KubeletConfiguration of Kubernetes 1.{cluster.minor}"
+            for key in deprecated
+        ]
+    return issues
 
 
 def _warnings(cluster: Cluster, nodes: list[tuple[int, Node]]) -> tuple[str, ...]:

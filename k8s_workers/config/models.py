@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.alias_generators import to_camel
 
 from k8s_workers.config import k8s_names
-from k8s_workers.config.kubelet_fields import KUBELET_CONFIGURATION_FIELDS
+from k8s_workers.config.kubelet_schema import all_field_names
 from k8s_workers.config.types import (
     AbsolutePath,
     Arch,
@@ -417,8 +417,8 @@ class NodeSettings(_Model):
     def _kubelet(cls, value: dict[str, Any]) -> dict[str, Any]:
         problems = []
         for key in value:
-            if key not in KUBELET_CONFIGURATION_FIELDS:
-                near = difflib.get_close_matches(key, KUBELET_CONFIGURATION_FIELDS, n=1)
+            if key not in all_field_names():  # of any supported minor; the target's own is checked later
+                near = difflib.get_close_matches(key, all_field_names(), n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
                 problems.append(f"{key!r} is not a KubeletConfiguration field{hint}")
         for key in ("apiVersion", "kind"):
