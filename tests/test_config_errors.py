@@ -123,6 +123,7 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ("kubelet-field-of-a-newer-minor", _both(_set("cluster.kubernetesVersion", "1.36.4"), _set("nodes[0].kubelet", {"defaultPodSysctls": []})), "nodes[0].kubelet.defaultPodSysctls", "not a KubeletConfiguration field in Kubernetes 1.36 (it is in 1.37)"),
     ("kubelet-twice", _set("nodes[1].kubelet", {"maxPods": 60}), "nodes[1].kubelet", "is also the node setting `maxPods`: set it once"),
     ("kubelet-twice-map", _set("defaults.kubelet", {"evictionHard": {"memory.available": "1Gi"}}), "defaults.kubelet", "set it once, as `evictionHard`"),
+    ("extra-arg-config-field", _set("nodes[0].kubeletExtraArgs", ["--serialize-image-pulls=false"]), "nodes[0].kubeletExtraArgs", "set it under `kubelet:` as `serializeImagePulls`"),
     ("extra-arg-twice", _set("nodes[0].kubeletExtraArgs", ["--max-pods=50"]), "nodes[0].kubeletExtraArgs", "sets the node setting `maxPods` a second way"),
     ("kubelet-always-allow", _set("defaults.kubelet", {"authorization": {"mode": "AlwaysAllow"}}), "defaults.kubelet", "AlwaysAllow"),
     ("kubelet-read-only-port", _set("defaults.kubelet", {"readOnlyPort": 10255}), "defaults.kubelet", "readOnlyPort must stay 0"),

@@ -46,6 +46,16 @@ def all_field_names() -> frozenset[str]:
     return frozenset(name for minor in supported_minors() for name in schema(minor)["properties"])
 
 
+@cache
+def flag_fields() -> dict[str, str]:
+    """--flag -> the KubeletConfiguration field it sets, in any supported minor (read from each
+    minor's kubelet source by the generator)."""
+    out: dict[str, str] = {}
+    for minor in supported_minors():
+        out.update(json.loads((SCHEMAS / f"1.{minor}.json").read_text())["flags"])
+    return out
+
+
 def _type_ok(kind: str, value: Any) -> bool:
     if kind == "boolean":
         return isinstance(value, bool)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.alias_generators import to_camel
 
 from k8s_workers.config import k8s_names
-from k8s_workers.config.kubelet_schema import all_field_names
+from k8s_workers.config.kubelet_schema import all_field_names, flag_fields
 from k8s_workers.config.types import (
     AbsolutePath,
     Arch,
@@ -461,6 +461,13 @@ class NodeSettings(_Model):
                 problems = _insecure_kubelet_settings(_as_override(path, read(arg.partition("=")[2])))
                 if problems:
                     raise invalid(arg, f"would undo a secure default ({'; '.join(problems)})")
+            if flag in flag_fields():  # one place for each setting, and the one that is checked
+                field = flag_fields()[flag]
+                raise invalid(
+                    arg,
+                    f"sets the KubeletConfiguration field `{field}` (flags override the config file): "
+                    f"set it under `kubelet:` as `{field}`, where its type and value are checked",
+                )
         return value
 
 

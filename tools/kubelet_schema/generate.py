@@ -1,6 +1,7 @@
 """Regenerate k8s_workers/config/kubelet_schemas/1.<minor>.json from the k8s.io/kubelet Go types
 of each supported minor: builds main.go (beside this file) against that module version from the
-Go module proxy and keeps what it prints.
+Go module proxy and keeps what it prints; then reads which kubelet flags set which field from
+that minor's k8s.io/kubernetes source (cmd/kubelet/app/options, AddKubeletConfigFlags).
 
 Usage: venv/bin/python tools/kubelet_schema/generate.py   (needs Go 1.26 and the module proxy)
 """
@@ -8,6 +9,7 @@ Usage: venv/bin/python tools/kubelet_schema/generate.py   (needs Go 1.26 and the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +21,21 @@ OUT = HERE.parent.parent / "k8s_workers" / "config" / "kubelet_schemas"
 # The newest patch of k8s.io/kubelet (Kubernetes 1.<minor>) per supported minor: fields do not
 # change within a minor.
 MODULES = {34: "v0.34.13", 35: "v0.35.10", 36: "v0.36.6", 37: "v0.37.2"}
+# A k8s.io/kubernetes release of each minor that the module proxy serves (not every patch is).
+KUBERNETES_SOURCE = {34: "v1.34.4", 35: "v1.35.6", 36: "v1.36.4", 37: "v1.37.2"}
+_FLAG_BINDING = re.compile(r'&c\.(\w+)[^"]*"([a-z0-9-]+)"')
+
+
+def flag_fields(minor: int, go_names: dict[str, str], work: Path) -> dict[str, str]:
+    """--flag -> the KubeletConfiguration field it sets, from AddKubeletConfigFlags of Kubernetes 1.<minor>."""
+    module = json.loads(go("mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_SOURCE[minor]}", cwd=work))
+    source = (Path(module["Dir"]) / "cmd/kubelet/app/options/options.go").read_text()
+    body = source[source.index("func AddKubeletConfigFlags") :]
+    flags = {}
+    for go_name, flag in _FLAG_BINDING.findall(body):
+        if go_name in go_names:  # internal-only fields have no v1beta1 name
+            flags[f"--{flag}"] = go_names[go_name]
+    return dict(sorted(flags.items()))
 
 
 def go(*args: str, cwd: Path) -> str:
@@ -37,12 +54,15 @@ def generate(minor: int, version: str) -> dict:
         )
         go("mod", "tidy", cwd=work)
         source = go("list", "-m", "-f", "{{.Dir}}", "k8s.io/kubelet", cwd=work).strip()
-        schema = json.loads(go("run", ".", source, cwd=work))
+        printed = json.loads(go("run", ".", source, cwd=work))
+        flags = flag_fields(minor, printed["goNames"], work)
     return {
         "minor": f"1.{minor}",
         "module": f"k8s.io/kubelet@{version}",
         "generatedBy": "venv/bin/python tools/kubelet_schema/generate.py",
-        "schema": schema,
+        "schema": printed["schema"],
+        "flags": flags,
+        "flagsFrom": f"k8s.io/kubernetes@{KUBERNETES_SOURCE[minor]} cmd/kubelet/app/options",
     }
 
 
@@ -51,7 +71,11 @@ def main() -> int:
     for minor, version in MODULES.items():
         data = generate(minor, version)
         (OUT / f"1.{minor}.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        print(f"1.{minor}: {len(data['schema']['properties'])} fields from k8s.io/kubelet@{version}", flush=True)
+        print(
+            f"1.{minor}: {len(data['schema']['properties'])} fields from k8s.io/kubelet@{version}, "
+            f"{len(data['flags'])} flags that set them",
+            flush=True,
+        )
     return 0
 
 

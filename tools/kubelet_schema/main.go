@@ -112,10 +112,23 @@ func describe(t reflect.Type) *field {
 	panic(fmt.Sprintf("unhandled type %s", t))
 }
 
+// goNames maps each top-level Go field name to its JSON name (what the kubelet's flags bind to).
+func goNames(t reflect.Type) map[string]string {
+	names := map[string]string{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("json"), ",")[0]
+		if tag != "" && tag != "-" {
+			names[f.Name] = tag
+		}
+	}
+	return names
+}
+
 func main() {
 	readDeprecations(filepath.Join(os.Args[1], "config", "v1beta1"))
-	schema := describe(reflect.TypeOf(kubeletconfig.KubeletConfiguration{}))
-	out, err := json.MarshalIndent(schema, "", " ")
+	t := reflect.TypeOf(kubeletconfig.KubeletConfiguration{})
+	out, err := json.MarshalIndent(map[string]any{"schema": describe(t), "goNames": goNames(t)}, "", " ")
 	if err != nil {
 		panic(err)
 	}
