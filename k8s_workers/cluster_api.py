@@ -73,13 +73,18 @@ def approve_serving_certificates(
     to `timeout` for each of them to have asked (a kubelet asks once it has joined)."""
     report = ApprovalReport()
     asked: set[str] = set()
+    # Requests older than the Node object are an earlier kubelet's (the name was registered
+    # before): only one made since counts as this kubelet having asked.
+    since = {n: (read_node(api, n) or {}).get("metadata", {}).get("creationTimestamp", "") for n in nodes}
     deadline = time.monotonic() + timeout
     while True:
         csrs = list_csrs(api)
         asked |= {
-            c["spec"]["username"].removeprefix("system:node:")
+            requester
             for c in csrs
             if c["spec"].get("signerName") == "kubernetes.io/kubelet-serving"
+            and (requester := c["spec"]["username"].removeprefix("system:node:")) in since
+            and c["metadata"].get("creationTimestamp", "") >= since[requester]  # RFC 3339 UTC: compares as text
         }
         mine = [c for c in csrs if c["spec"].get("username", "").removeprefix("system:node:") in nodes]
         for verdict in judge_all(mine, inventory):  # what other requesters ask is theirs to answer
