@@ -6,8 +6,9 @@ shows `~ services.kubelet` on exactly the nodes whose kubelet a change restarts,
 says when. On update, when the change restarts the kubelet or the runtime and draining is on,
 it cordons the node and drains it (PodDisruptionBudgets honoured, bounded in time); the node's
 install runs next, then its NodeRegistration uncordons it once it is Ready. Batch k+1's
-disruptions depend on batch k's registrations, so a batch starts only when the previous one is
-back, and a node that fails stops the rollout there.
+disruptions are declared only once batch k's registrations are done (components/sequencing.py),
+so a batch starts only when the previous one is back, and a node that fails stops the rollout
+there.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def drain_options(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def disruption_props(cluster: Cluster, node: Node, plan: NodePlan, batch: int, kubeconfig: Any) -> dict[str, Any]:
+def disruption_props(cluster: Cluster, node: Node, plan: NodePlan, batch: Any, kubeconfig: Any) -> dict[str, Any]:
     """The resource's inputs (Outputs in the program, plain values in the lab)."""
     return {
         "node": node.name,
@@ -86,7 +87,7 @@ class NodeDisruption(pulumi.dynamic.Resource):
         cluster: Cluster,
         node: Node,
         plan: NodePlan,
-        batch: int,
+        batch: pulumi.Input[int],  # resolves once the previous batch is done (components/sequencing.py)
         kubeconfig: pulumi.Input[str] | None,
         opts: pulumi.ResourceOptions | None = None,
     ):

@@ -17,6 +17,7 @@ from pulumi_command import remote
 from components.membership import NodeMembership
 from components.node_disruption import NodeDisruption
 from components.node_registration import NodeRegistration
+from components.sequencing import once_done
 from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.decisions.rollout import service_digests
 from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets
@@ -48,7 +49,7 @@ class WorkerNode(pulumi.ComponentResource):
         credentials: NodeCredentials,
         peers: tuple[Node, ...] = (),
         batch: int = 1,
-        after: Sequence[pulumi.Resource] = (),  # the previous batch's registrations
+        after: Sequence[pulumi.CustomResource] = (),  # the previous batch's registrations
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("k8s-workers:index:WorkerNode", node.name, None, opts)
@@ -93,11 +94,11 @@ class WorkerNode(pulumi.ComponentResource):
         # What reviewers see: paths, modes and hashes; secrets only by version.
         review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS, peers)
         command = install_command(review_plan, node.ssh.user)  # known at the first preview
-        # What a change restarts here, in which batch, drained first: after the previous batch is back.
+        # What a change restarts here, in which batch, drained first: after the previous batch is
+        # back (the program waits for it; see components/sequencing.py for why not depends_on).
         disruption = NodeDisruption(
-            cluster, node, review_plan, batch, credentials.kubeconfig,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
-        )  # fmt: skip
+            cluster, node, review_plan, once_done(after, batch), credentials.kubeconfig, opts=child
+        )
         # What runs: the same plan with the real secrets, on stdin.
         script = pulumi.Output.secret(
             pulumi.Output.all(

@@ -12,6 +12,7 @@ import json
 import random
 import runpy
 import string
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,12 +215,15 @@ def _unwrap(value: Any) -> Any:
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: WorkerMocks, run: Run, record: bool = True):
+    def __init__(self, mocks: WorkerMocks, run: Run, record: bool = True, slow: tuple[str, ...] = ()):
         super().__init__(mocks)
         self.run = run
         self.record = record  # False: count only (benchmarks measure the program, not this bookkeeping)
+        self.slow = slow
 
     def RegisterResource(self, request: Any) -> Any:
+        if request.name in self.slow:
+            time.sleep(0.5)  # resources are recorded as they finish: what waited for this comes after
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack" and not self.record:
             self.run.resources.append(Registration(request.type, request.name, {}, {}, set(), request.parent))
@@ -256,14 +260,18 @@ def config_values(raw: dict[str, Any]) -> dict[str, str]:
     return {f"k8s-workers:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 
 
-def run_program(raw_config: dict[str, Any], preview: bool = False, record: bool = True) -> Run:
+def run_program(
+    raw_config: dict[str, Any], preview: bool = False, record: bool = True, slow: tuple[str, ...] = ()
+) -> Run:
+    """`slow`: resource names whose registration the mock engine takes a while to finish (as a
+    real create does), so tests can see what waits for them."""
     run = Run()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     settings.reset_options()
     mocks = WorkerMocks(preview)
     pulumi.runtime.set_mocks(
-        mocks, project="k8s-workers", stack="test", preview=preview, monitor=RecordingMonitor(mocks, run, record)
+        mocks, project="k8s-workers", stack="test", preview=preview, monitor=RecordingMonitor(mocks, run, record, slow)
     )
     pulumi.runtime.set_all_config(config_values(raw_config))
 
