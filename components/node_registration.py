@@ -60,6 +60,9 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
     node = props["node"]
     approved: list[str] = []
     left_alone: list[str] = []
+    if props.get("hostGone"):  # nothing to approve or label on a host that is gone; its Node may be too
+        revoke_bootstrap_token(api, props["tokenId"])
+        return {**props, "approved": approved, "left_alone": left_alone}
     if props.get("approveServing"):
         report = approve_serving_certificates(api, _inventory(props), {node}, timeout=TIMEOUT_S)
         if report.waited_for:

@@ -464,3 +464,21 @@ def test_a_version_the_skew_policy_forbids_is_refused_before_any_resource(test_c
     assert "node worker-1 runs kubelet v1.37.9" in str(result.error) and "allowDowngrade" in str(result.error)
     raw["cluster"]["rollout"] = {"allowDowngrade": True}
     assert run_program(raw).error is None
+
+
+def test_a_registration_of_a_host_gone_for_good_only_revokes_its_token(monkeypatch):
+    """Its Node may be gone already: no approval, no label patch (which would fail on a missing Node)."""
+    from components import node_registration
+    from k8s_workers import cluster_api
+
+    calls: list[str] = []
+    monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
+    monkeypatch.setattr(cluster_api, "revoke_bootstrap_token", lambda api, token_id: calls.append(f"revoke {token_id}"))
+    for name in ("approve_serving_certificates", "reconcile_node_metadata", "uncordon_if_ours"):
+        monkeypatch.setattr(cluster_api, name, lambda *a, name=name, **k: calls.append(name))
+    props = {"node": "n1", "tokenId": "abc123", "hostGone": True, "approveServing": True, "labels": {}, "taints": []}
+    node_registration.register(props)
+    assert calls == ["revoke abc123"]
+    calls.clear()
+    node_registration.retire(props)  # removal: no drain of a node whose pods cannot stop
+    assert calls == []
