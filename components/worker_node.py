@@ -20,7 +20,7 @@ from components.node_registration import NodeRegistration
 from components.sequencing import once_done
 from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.decisions.rollout import service_digests
-from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets
+from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets, kubelet_configuration, kubelet_node_args
 from k8s_workers.scripts.commands import install_command, install_script, removal_command
 from k8s_workers.scripts.install_plan import plan_node
 
@@ -52,7 +52,13 @@ class WorkerNode(pulumi.ComponentResource):
         after: Sequence[pulumi.CustomResource] = (),  # the previous batch's registrations
         opts: pulumi.ResourceOptions | None = None,
     ):
-        super().__init__("k8s-workers:index:WorkerNode", node.name, None, opts)
+        # What the policy pack (policy/) checks on the node itself: no secrets, all known at preview.
+        facts = {
+            "insecureIgnoreHostKey": node.ssh.insecure_ignore_host_key,
+            "kubeletConfiguration": kubelet_configuration(cluster, node),
+            "kubeletArgs": [*kubelet_node_args(node), *node.kubelet_extra_args],
+        }
+        super().__init__("k8s-workers:index:WorkerNode", node.name, facts, opts)
         child = pulumi.ResourceOptions(parent=self)
         prefix = node.name
 
@@ -159,5 +165,6 @@ class WorkerNode(pulumi.ComponentResource):
                 "address": self.address,
                 "bootstrapTokenId": self.bootstrap_token_id,
                 "files": self.files,
+                **facts,
             }
         )

@@ -263,7 +263,16 @@ def test_component_outputs(run):
         assert out["bootstrapTokenId"] == token_ids[node]
         assert {"path": PATHS.kubelet_config, "mode": "0600"} in out["files"]
         assert {"path": PATHS.ca_cert, "mode": "0644"} in out["files"]
-        assert set(out) == {"name", "address", "bootstrapTokenId", "files"}
+        # and what the policy pack checks on the node (no secrets: the whole run has none in clear)
+        assert set(out) == {
+            "name",
+            "address",
+            "bootstrapTokenId",
+            "files",
+            "insecureIgnoreHostKey",
+            "kubeletConfiguration",
+            "kubeletArgs",
+        }
     assert by_name["worker-1"]["address"] == "192.0.2.11"
 
 
