@@ -7,6 +7,7 @@ SecretPlaceholders (render and tests never need the CA key or SSH key).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,9 @@ def raw_from_pulumi() -> dict[str, Any]:
         value = config.get(key)
         if value is not None:
             raw[key] = value
+    inventory = config.get("inventory")  # a path, or a list of paths (JSON to the engine)
+    if inventory is not None:
+        raw["inventory"] = json.loads(inventory) if inventory.lstrip()[:1] in ("[", "{") else inventory
     # Keys we do not read would be silently ignored: surface them as typos instead.
     known = {f"{PROJECT}:{k}" for k in TOP_LEVEL_KEYS}
     present = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())

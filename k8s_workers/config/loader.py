@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
+from k8s_workers.config.inventory import read_inventory, relabel
 from k8s_workers.config.kubelet_schema import check_overrides
 from k8s_workers.config.models import (
     IPVS_DEPRECATED_MINOR,
@@ -44,7 +45,7 @@ from k8s_workers.config.types import SecretPlaceholder, describe, parse_cidr, pa
 
 __all__ = ["Cluster", "ConfigError", "ConfigIssue", "Node", "SecretPlaceholder", "StackConfig", "load_config"]
 
-TOP_LEVEL_KEYS = ("cluster", "defaults", "nodes", "caKey", "sshPrivateKey")
+TOP_LEVEL_KEYS = ("cluster", "defaults", "nodes", "inventory", "caKey", "sshPrivateKey")
 
 # --------------------------------------------------------------------------- errors
 
@@ -150,11 +151,12 @@ def _validate(model: type[_Model], data: Any, prefix: tuple[str | int, ...], iss
         return None
 
 
-def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True) -> StackConfig:
+def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True, base_dir: Path | None = None) -> StackConfig:
     """Validate everything; raise ConfigError with all problems, or return the config.
 
     `require_secrets=False` is for render and tests: the CA key and SSH key may then be
-    missing or SecretPlaceholders.
+    missing or SecretPlaceholders. `base_dir`: where `inventory` paths start (the project;
+    default the working directory, as under Pulumi).
     """
     issues: list[ConfigIssue] = []
     for key in raw:
@@ -180,6 +182,11 @@ def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True) -> Stac
     if not isinstance(nodes_raw, list):
         issues.append(ConfigIssue("nodes", "must be a list of nodes"))
         nodes_raw = []
+    origins: list[str] = []
+    if raw.get("inventory") is not None:
+        inventory = read_inventory(raw["inventory"], nodes_raw, base_dir or Path.cwd())
+        issues += [ConfigIssue(path, message) for path, message in inventory.problems]
+        nodes_raw, origins = inventory.nodes, inventory.origins
     for index, node_raw in enumerate(nodes_raw):
         if not isinstance(node_raw, Mapping):
             issues.append(ConfigIssue(f"nodes[{index}]", "must be a mapping with name and address"))
@@ -206,6 +213,8 @@ def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True) -> Stac
         issues.append(ConfigIssue("sshPrivateKey", "is not a PEM/OpenSSH private key"))
 
     if issues:
+        if origins:  # nodes from inventory files: each error names its file and entry
+            issues = [ConfigIssue(relabel(i.path, origins), relabel(i.message, origins)) for i in issues]
         raise ConfigError(issues)
     assert cluster is not None
     warnings = _warnings(cluster, nodes) + tuple(kubelet_warnings)
