@@ -3,7 +3,7 @@
 import pulumi
 
 from components.cluster_bootstrap import ClusterBootstrap
-from components.credentials import node_credentials
+from components.credentials import kube_proxy_identity, node_credentials
 from components.preflight import check_versions
 from components.stack_config import raw_from_pulumi
 from components.worker_node import WorkerNode
@@ -21,6 +21,7 @@ for warning in config.warnings:
 check_versions(config)  # the version-skew policy, before any resource
 
 cluster_bootstrap = ClusterBootstrap("cluster", config.cluster)
+kube_proxy = kube_proxy_identity(config)  # one client certificate for every node's kube-proxy
 by_name = {node.name: node for node in config.nodes}
 workers: dict[str, WorkerNode] = {}
 previous: list[pulumi.Resource] = []
@@ -30,7 +31,7 @@ for number, names in enumerate(batches(list(by_name), config.cluster.rollout.max
         workers[name] = WorkerNode(
             config.cluster,
             by_name[name],
-            node_credentials(config, by_name[name]),
+            node_credentials(config, by_name[name], kube_proxy),
             peers=config.nodes,
             batch=number,
             after=previous,

@@ -1,4 +1,4 @@
-"""Turning configured key material into Pulumi secrets, per node."""
+"""Turning configured key material into Pulumi secrets: once per stack, then per node."""
 
 from __future__ import annotations
 
@@ -6,19 +6,25 @@ from pathlib import Path
 
 import pulumi
 
+from components.kube_proxy_identity import KubeProxyIdentity
 from components.worker_node import NodeCredentials
 from k8s_workers.config.loader import Node, StackConfig
 
 
-def node_credentials(config: StackConfig, node: Node) -> NodeCredentials:
+def kube_proxy_identity(config: StackConfig) -> KubeProxyIdentity:
     assert config.ca_key_pem is not None  # load_config requires it for the program
+    return KubeProxyIdentity("kube-proxy", config.cluster, pulumi.Output.secret(config.ca_key_pem))
+
+
+def node_credentials(config: StackConfig, node: Node, kube_proxy: KubeProxyIdentity) -> NodeCredentials:
     if node.ssh.private_key_file is not None:
         ssh_key: str | None = Path(node.ssh.private_key_file).read_text()
     else:
         ssh_key = config.ssh_private_key
     kubeconfig = pulumi.Config("kubernetes").get("kubeconfig")  # what the kubernetes provider reads
     return NodeCredentials(
-        ca_key_pem=pulumi.Output.secret(config.ca_key_pem),
+        kube_proxy_cert_pem=kube_proxy.cert_pem,
+        kube_proxy_key_pem=kube_proxy.key_pem,
         ssh_private_key=pulumi.Output.secret(ssh_key) if ssh_key is not None else None,
         kubeconfig=pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
     )

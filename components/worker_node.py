@@ -1,4 +1,4 @@
-"""One worker node: its bootstrap token, kube-proxy's certificate, and its install over SSH.
+"""One worker node: its bootstrap token, its install over SSH, and its place in the cluster.
 
 Thin wiring only: every manifest, file and script comes from the pure modules; this
 class feeds them Pulumi Outputs and keeps secrets secret.
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_random as random
-import pulumi_tls as tls
 from pulumi_command import remote
 
 from components.membership import NodeMembership
@@ -31,7 +30,8 @@ _EVERY_INPUT = ["connection", "create", "stdin", "delete", "logging", "addPrevio
 
 @dataclass(frozen=True)
 class NodeCredentials:
-    ca_key_pem: pulumi.Output[str]  # secret
+    kube_proxy_cert_pem: pulumi.Output[str]  # the stack's one kube-proxy identity (KubeProxyIdentity)
+    kube_proxy_key_pem: pulumi.Output[str]  # secret
     ssh_private_key: pulumi.Output[str] | None  # secret; None: the SSH agent
     kubeconfig: pulumi.Output[str] | None = None  # secret; the kubernetes provider's (None: its default)
 
@@ -79,24 +79,6 @@ class WorkerNode(pulumi.ComponentResource):
         # Deleted last when the node leaves, taking the Node object and its CSRs with it.
         membership = NodeMembership(cluster, node, token_id, token_secret, credentials.kubeconfig, opts=child)
 
-        kube_proxy_key = tls.PrivateKey(f"{prefix}-kube-proxy-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-        kube_proxy_csr = tls.CertRequest(
-            f"{prefix}-kube-proxy-csr",
-            private_key_pem=kube_proxy_key.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name="system:kube-proxy"),
-            opts=child,
-        )
-        kube_proxy_cert = tls.LocallySignedCert(
-            f"{prefix}-kube-proxy-cert",
-            cert_request_pem=kube_proxy_csr.cert_request_pem,
-            ca_cert_pem=cluster.ca_cert_pem,
-            ca_private_key_pem=credentials.ca_key_pem,
-            validity_period_hours=cluster.kube_proxy_certificate.validity_hours,
-            early_renewal_hours=cluster.kube_proxy_certificate.early_renewal_hours,
-            allowed_uses=["digital_signature", "key_encipherment", "client_auth"],
-            opts=child,
-        )
-
         # What reviewers see: paths, modes and hashes; secrets only by version.
         review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS, peers)
         command = install_command(review_plan, node.ssh.user)  # known at the first preview
@@ -110,8 +92,8 @@ class WorkerNode(pulumi.ComponentResource):
             pulumi.Output.all(
                 token_id,
                 token_secret,
-                kube_proxy_cert.cert_pem,
-                kube_proxy_key.private_key_pem,
+                credentials.kube_proxy_cert_pem,
+                credentials.kube_proxy_key_pem,
                 membership.expires_at,
             ).apply(
                 lambda a: install_script(

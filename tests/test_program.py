@@ -184,10 +184,14 @@ def test_kube_proxy_certificate_chains_to_the_cluster_ca(run, test_ca):
         assert hours == 8760
 
 
-def test_kube_proxy_key_is_p256(run):
-    for key in run.of_type("tls:index/privateKey:PrivateKey"):
-        assert key.inputs["algorithm"] == "ECDSA"
-        assert key.inputs["ecdsaCurve"] == "P256"
+def test_one_kube_proxy_identity_for_every_node(run):
+    """Every kube-proxy is `system:kube-proxy`: one P-256 key and certificate per stack, not per node."""
+    (key,) = run.of_type("tls:index/privateKey:PrivateKey")
+    assert key.inputs["algorithm"] == "ECDSA"
+    assert key.inputs["ecdsaCurve"] == "P256"
+    assert len(run.of_type("tls:index/locallySignedCert:LocallySignedCert")) == 1
+    certs = {_kubeconfig_cert(placed_files(_stdin(run, n))[PATHS.kube_proxy_kubeconfig][1])[0] for n in NODES}
+    assert len(certs) == 1
 
 
 def test_every_credential_input_is_secret(run):
@@ -197,9 +201,9 @@ def test_every_credential_input_is_secret(run):
         assert "connection" in install.secret_inputs or "connection.privateKey" in install.secret_inputs
         assert install.inputs["logging"] == "none"
         assert {"stdout", "stderr"} <= set(install.additional_secret_outputs)
-        assert "privateKeyPem" in run.named(f"{node}-kube-proxy-csr").secret_inputs
-        assert "caPrivateKeyPem" in run.named(f"{node}-kube-proxy-cert").secret_inputs
         assert "tokenSecret" in run.named(f"{node}-membership").secret_inputs
+    assert "privateKeyPem" in run.named("kube-proxy-csr").secret_inputs
+    assert "caPrivateKeyPem" in run.named("kube-proxy-cert").secret_inputs
 
 
 def test_no_secret_in_command_lines(run, test_ca, ssh_key):
@@ -289,8 +293,8 @@ def test_render_equals_what_the_components_place(run, tmp_path):
             if path not in secret_paths:
                 assert rendered.read_text() == content, path
         # Secret files: the same function, fed the values the mocks produced, gives the same bytes.
-        cert = run.named(f"{node.name}-kube-proxy-cert").outputs["certPem"]
-        key = run.named(f"{node.name}-kube-proxy-key").outputs["privateKeyPem"]
+        cert = run.named("kube-proxy-cert").outputs["certPem"]
+        key = run.named("kube-proxy-key").outputs["privateKeyPem"]
         token = ".".join(tokens[node.name])
         again = {f.path: f.content for f in node_files(config.cluster, node, NodeSecrets(token, cert, key))}
         for path in secret_paths:
