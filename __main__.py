@@ -8,7 +8,7 @@ from components.preflight import check_versions
 from components.stack_config import raw_from_pulumi
 from components.worker_node import WorkerNode
 from k8s_workers.config.loader import ConfigError, load_config
-from k8s_workers.decisions.rollout import batches
+from k8s_workers.decisions.rollout import rollout_batches
 
 try:
     config = load_config(raw_from_pulumi())
@@ -18,26 +18,36 @@ except ConfigError as error:
 for warning in config.warnings:
     pulumi.log.warn(warning)
 
-check_versions(config)  # the version-skew policy, before any resource
+joined = check_versions(config)  # the version-skew policy, before any resource; the nodes already in the cluster
 
 cluster_bootstrap = ClusterBootstrap("cluster", config.cluster)
 kube_proxy = kube_proxy_identity(config)  # one client certificate for every node's kube-proxy
 by_name = {node.name: node for node in config.nodes}
+joining, rolling = rollout_batches(list(by_name), config.cluster.rollout.max_unavailable, joined)
 workers: dict[str, WorkerNode] = {}
-previous: list[pulumi.Resource] = []
+
+
+def worker(name: str, batch: int, after: list[pulumi.Resource]) -> WorkerNode:
+    return WorkerNode(
+        config.cluster,
+        by_name[name],
+        node_credentials(config, by_name[name], kube_proxy),
+        peers=config.nodes,
+        batch=batch,
+        after=after,
+        # The bindings themselves, not the component: `pulumi up --target` of one node then works.
+        opts=pulumi.ResourceOptions(depends_on=cluster_bootstrap.bindings),
+    )
+
+
+# Nodes that are not in the cluster yet: all at once (batch 0), nothing there to disrupt.
+for name in joining:
+    workers[name] = worker(name, 0, [])
 # Rolling changes: each batch's disruptions wait for the previous batch's registrations (Ready, uncordoned).
-for number, names in enumerate(batches(list(by_name), config.cluster.rollout.max_unavailable), start=1):
+previous: list[pulumi.Resource] = []
+for number, names in enumerate(rolling, start=1):
     for name in names:
-        workers[name] = WorkerNode(
-            config.cluster,
-            by_name[name],
-            node_credentials(config, by_name[name], kube_proxy),
-            peers=config.nodes,
-            batch=number,
-            after=previous,
-            # The bindings themselves, not the component: `pulumi up --target` of one node then works.
-            opts=pulumi.ResourceOptions(depends_on=cluster_bootstrap.bindings),
-        )
+        workers[name] = worker(name, number, previous)
     previous = [workers[name].registration for name in names]
 
 pulumi.export(

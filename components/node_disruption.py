@@ -22,7 +22,9 @@ from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.decisions.rollout import service_digests
 from k8s_workers.scripts.install_plan import NodePlan
 
-_INPUTS = ("node", "batch", "services", "drain", "drainOptions")
+# What makes an update. Not the batch alone: a node that joined in batch 0 and sits in batch k on the
+# next `up` has nothing to do, and a re-run must plan nothing. The batch shows beside a real change.
+_INPUTS = ("node", "services", "drain", "drainOptions")
 
 
 def drain_options(cluster: Cluster) -> dict[str, Any]:

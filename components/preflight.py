@@ -7,10 +7,11 @@ import pulumi
 from k8s_workers.config.loader import StackConfig
 
 
-def check_versions(config: StackConfig) -> None:
+def check_versions(config: StackConfig) -> frozenset[str] | None:
     """Refuse a kubernetesVersion the version-skew policy forbids (newer than the apiserver, more
-    than 3 minors older, or a downgrade of a running node). Without a reachable cluster (a preview
-    in CI), say that it was not checked."""
+    than 3 minors older, or a downgrade of a running node). Returns the declared nodes the cluster
+    already has. Without a reachable cluster (a preview in CI), say that it was not checked and
+    return None."""
     from k8s_workers.cluster_api import api_client, versions
     from k8s_workers.decisions.version_skew import skew_problems
 
@@ -20,8 +21,9 @@ def check_versions(config: StackConfig) -> None:
     except Exception as exc:  # no cluster: the first `up` fails on the bindings anyway
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         pulumi.log.warn(f"cluster.kubernetesVersion: not checked against the cluster (not reachable: {reason})")
-        return
+        return None
     rollout = config.cluster.rollout
     problems = skew_problems(config.cluster.kubernetes_version, apiserver, running, rollout.allow_downgrade)
     if problems:
         raise pulumi.RunError("cluster.kubernetesVersion: " + "; ".join(problems))
+    return frozenset(running)

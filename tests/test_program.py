@@ -436,6 +436,31 @@ def test_a_rolling_change_goes_batch_by_batch(run):
         }  # fmt: skip
 
 
+def test_nodes_the_cluster_does_not_have_yet_join_together_without_waiting(test_ca, ssh_key, monkeypatch):
+    """A first `up` fans out: worker-2 is not in the cluster, so it joins in batch 0, waiting for no one;
+    worker-1 (already a node) is batched."""
+    from k8s_workers import cluster_api
+    from tests.conftest import base_config
+
+    monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: object())
+    monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.37.2", {"worker-1": "v1.37.2"}))
+    result = run_program(base_config(test_ca, ssh_key), slow=("worker-1-registration",))
+    assert result.error is None, result.error
+    disruptions = _named(result, "-disruption")
+    assert disruptions["worker-1"].inputs["batch"] == 1 and disruptions["worker-2.example.org"].inputs["batch"] == 0
+    order = [r.name for r in result.resources]  # as they finished
+    assert order.index("worker-2.example.org-install") < order.index("worker-1-registration")
+
+
+def test_a_batch_number_alone_is_no_change():
+    """A node that joined in batch 0 is in batch k on the next up: nothing to do, the re-run plans nothing."""
+    from components.node_disruption import _Provider
+
+    olds = {"node": "n", "batch": 0, "services": {"kubelet": "x"}, "drain": True, "drainOptions": {}}
+    assert _Provider().diff("id", olds, {**olds, "batch": 3}).changes is False
+    assert _Provider().diff("id", olds, {**olds, "batch": 3, "services": {"kubelet": "y"}}).changes is True
+
+
 def test_max_unavailable_as_a_percentage_puts_nodes_in_one_batch(test_ca, ssh_key):
     from tests.conftest import base_config
 

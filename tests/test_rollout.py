@@ -8,7 +8,7 @@ import pytest
 
 from k8s_workers.config.loader import load_config
 from k8s_workers.decisions.drain import DrainOptions, plan_drain
-from k8s_workers.decisions.rollout import batch_size, batches, needs_drain, restarted, service_digests
+from k8s_workers.decisions.rollout import batch_size, batches, needs_drain, restarted, rollout_batches, service_digests
 from k8s_workers.decisions.version_skew import skew_problems
 from k8s_workers.render.node_files import PLACEHOLDER_SECRETS
 from k8s_workers.scripts.install_plan import plan_node
@@ -25,6 +25,13 @@ def test_batch_size_is_a_count_or_a_percentage_rounded_down_and_at_least_one(cou
 def test_batches_keep_config_order():
     assert batches(["a", "b", "c", "d", "e"], 2) == [["a", "b"], ["c", "d"], ["e"]]
     assert batches([], 1) == []
+
+
+def test_nodes_not_in_the_cluster_yet_join_at_once_and_the_others_roll():
+    nodes = ["a", "b", "c", "d", "e"]
+    assert rollout_batches(nodes, 1, {"b", "d"}) == (["a", "c", "e"], [["b"], ["d"]])
+    assert rollout_batches(nodes, "50%", set()) == (nodes, [])  # a first up fans out to every host
+    assert rollout_batches(nodes, 2, None) == ([], [["a", "b"], ["c", "d"], ["e"]])  # cluster not reachable
 
 
 def _plan(test_ca, ssh_key, edit=lambda raw: None):

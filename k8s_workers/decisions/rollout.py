@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from k8s_workers.scripts.install_plan import NodePlan
 
@@ -33,6 +33,17 @@ def batches(nodes: Sequence[str], max_unavailable: int | str) -> list[list[str]]
     """The nodes in config order, cut into batches of `batch_size`."""
     size = batch_size(len(nodes), max_unavailable)
     return [list(nodes[i : i + size]) for i in range(0, len(nodes), size)]
+
+
+def rollout_batches(
+    nodes: Sequence[str], max_unavailable: int | str, joined: Collection[str] | None
+) -> tuple[list[str], list[list[str]]]:
+    """(joining, batches). Nodes not in the cluster yet join all at once: nothing runs on them that a
+    change could disrupt, so a first `up` fans out to every host. The nodes that have joined go in
+    batches. `joined` None (the cluster was not reachable, e.g. a preview in CI): every node batched."""
+    if joined is None:
+        return [], batches(nodes, max_unavailable)
+    return [n for n in nodes if n not in joined], batches([n for n in nodes if n in joined], max_unavailable)
 
 
 def service_digests(plan: NodePlan) -> dict[str, str]:
