@@ -1,6 +1,7 @@
-"""The lab, measured (not a timed test): `lab up`, install start -> Node Ready for 1 node and for
-3 nodes in parallel, a no-op re-run (time, what it wrote, SSH sessions per node), and the memory of
-the control plane and of one node. Real binaries, real control plane.
+"""The lab, measured (not a timed test): `lab up`, install start -> Node Ready for 1, 3 and 5 nodes
+in parallel (the fan-out of a first `up`: how install time grows with nodes), a no-op re-run (time,
+what it wrote, SSH sessions per node), and the memory of the control plane and of one node. Real
+binaries, real control plane.
 
 Usage: venv/bin/python benchmarks/bench_lab.py [--repeat 3] [--keep]
 """
@@ -22,7 +23,8 @@ from lab.hosts import LabHost, cgroup_dirs
 from lab.install import install_jobs, issue_tokens, removal_jobs, run_all
 
 SSH_LOG = "journalctl -u ssh -o cat --no-pager | grep -c 'Accepted publickey' || true"
-NODES = 3
+NODES = 5
+FAN_OUT = (1, 3, 5)
 
 
 def _check(results: dict) -> list:
@@ -82,15 +84,14 @@ def main() -> None:
     hosts = [h for h in state.hosts if h.init == "systemd"]
     config = load_config(stack.lab_config(state.hosts, mirror.publish()))
     cluster.apply(cluster.program_objects(config))
-    rows: dict[str, list[float]] = {"install -> Ready, 1 node": [], f"install -> Ready, {NODES} nodes in parallel": []}
+    rows: dict[str, list[float]] = {f"install -> Ready, {n} nodes in parallel": [] for n in FAN_OUT}
     noop: list[float] = []
     noop_sessions: list[int] = []
     noop_writes: list[int] = []
     for _ in range(args.repeat):
-        clean(config, hosts)
-        rows["install -> Ready, 1 node"].append(install_to_ready(config, hosts[:1]))
-        clean(config, hosts)
-        rows[f"install -> Ready, {NODES} nodes in parallel"].append(install_to_ready(config, hosts))
+        for n in FAN_OUT:
+            clean(config, hosts)
+            rows[f"install -> Ready, {n} nodes in parallel"].append(install_to_ready(config, hosts[:n]))
         before = sessions(hosts)
         tick = time.perf_counter()
         results = _check(run_all(install_jobs(config, hosts)))
