@@ -1,9 +1,12 @@
 """Per node: its place in the cluster, from before its install until after its removal.
 
-A Pulumi dynamic resource. Created before the install: the bootstrap token's Secret in
-kube-system (expiry counted from this creation). Deleted after the host's removal script ran
-(the install depends on it, so the engine deletes it last): the Node object, the node's
-certificate requests and the token's Secret, so nothing of the node stays in the cluster.
+A Pulumi dynamic resource, ahead of the node's install (which depends on it). Created: the
+bootstrap token's Secret in kube-system (expiry counted from this creation). Updated: a new token
+if there is one, and, when a change restarts the node's kubelet or runtime, the node cordoned and
+drained first (components/node_disruption.py: the preview shows what restarts, in which batch).
+Deleted after the host's removal script ran (the engine deletes it last): the Node object, the
+node's certificate requests and the token's Secret, so nothing of the node stays in the cluster.
+One resource for both, not two: every resource costs the engine time in every preview.
 
 Not a pulumi-kubernetes Secret: the node's NodeRegistration revokes the token (deletes its
 Secret) once the node has joined, and a pulumi-kubernetes Secret would then show as deleted on
@@ -19,19 +22,22 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.node_disruption import DISRUPTION_INPUTS, disruption_props, prepare
 from k8s_workers.config.loader import Cluster, Node
+from k8s_workers.scripts.install_plan import NodePlan
 
 _TOKEN = ("tokenId", "tokenSecret")
 
 
-def membership_props(cluster: Cluster, node: Node, token_id: Any, token_secret: Any, kubeconfig: Any) -> dict[str, Any]:
+def membership_props(
+    cluster: Cluster, node: Node, token_id: Any, token_secret: Any, kubeconfig: Any, plan: NodePlan, batch: Any
+) -> dict[str, Any]:
     """The resource's inputs (Outputs in the program, plain values in the lab)."""
     return {
-        "node": node.name,
+        **disruption_props(cluster, node, plan, batch, kubeconfig),
         "tokenId": token_id,
         "tokenSecret": token_secret,
         "ttlHours": cluster.bootstrap_token_ttl_hours,
-        "kubeconfig": kubeconfig,
         "expires_at": None,
     }
 
@@ -63,22 +69,27 @@ def issue(props: dict[str, Any]) -> dict[str, Any]:
 
 class _Provider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=f"membership-{props['node']}", outs=issue(props))
+        # A first install: no pods there yet, nothing restarts.
+        outs = {**issue(props), "restarts": [], "drained": False}
+        return CreateResult(id_=f"membership-{props['node']}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # A new token is an update, never a replacement: a replacement would delete the old
         # resource, and deleting this one removes the Node from the cluster. A TTL change applies
-        # to tokens issued after it; the kubeconfig is how, not what.
-        changed = [k for k in _TOKEN if olds.get(k) != news.get(k)]
+        # to tokens issued after it; the kubeconfig is how, not what; the batch alone is no change.
+        changed = [k for k in (*_TOKEN, *DISRUPTION_INPUTS) if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[], stables=["node"], delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         from k8s_workers.cluster_api import api_client, revoke_bootstrap_token
 
-        outs = issue(news)
-        if olds.get("tokenId") != news["tokenId"]:
+        outs = {**olds, **news, "expires_at": olds.get("expires_at")}
+        if any(olds.get(k) != news.get(k) for k in _TOKEN):
+            outs = issue(news)
             revoke_bootstrap_token(api_client(news.get("kubeconfig")), olds["tokenId"])
-        return UpdateResult(outs=outs)
+        # Cordon and drain now if the change restarts the kubelet or the runtime: the install is next.
+        prepared = prepare(olds, news)
+        return UpdateResult(outs={**outs, "restarts": prepared["restarts"], "drained": prepared["drained"]})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         leave(props)
@@ -86,6 +97,8 @@ class _Provider(ResourceProvider):
 
 class NodeMembership(pulumi.dynamic.Resource):
     expires_at: pulumi.Output[int]  # epoch seconds: the install refuses an expired token on an unjoined node
+    restarts: pulumi.Output[list[str]]
+    drained: pulumi.Output[bool]
 
     def __init__(
         self,
@@ -94,6 +107,8 @@ class NodeMembership(pulumi.dynamic.Resource):
         token_id: pulumi.Input[str],
         token_secret: pulumi.Input[str],  # secret
         kubeconfig: pulumi.Input[str] | None,  # secret
+        plan: NodePlan,  # the review plan: what each service's restart depends on
+        batch: pulumi.Input[int],  # resolves once the previous batch is done (components/sequencing.py)
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(
@@ -105,6 +120,8 @@ class NodeMembership(pulumi.dynamic.Resource):
                 token_id,
                 pulumi.Output.secret(token_secret),
                 pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
+                plan,
+                batch,
             ),
             pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(additional_secret_outputs=["tokenSecret", "kubeconfig"])

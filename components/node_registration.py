@@ -8,7 +8,7 @@ It runs after the install, which returns once the Node is Ready, and:
    change is this update alone: the host is not touched);
 3. revokes the node's bootstrap token: the kubelet renews its client certificate with its own
    identity, so the token is not needed again;
-4. uncordons the node if this program cordoned it (for a rolling change, see NodeDisruption).
+4. uncordons the node if this program cordoned it (for a rolling change, see NodeMembership).
 Drift and renewals: on every `pulumi up` (and preview) its diff asks the cluster whether a
 renewal is pending, the Node lacks what is declared, the token still authenticates or the node is
 still cordoned by us, and plans an update that fixes it. Without a reachable cluster it plans

@@ -14,7 +14,6 @@ import pulumi_random as random
 from pulumi_command import remote
 
 from components.membership import NodeMembership
-from components.node_disruption import NodeDisruption
 from components.node_registration import NodeRegistration
 from components.sequencing import once_done
 from k8s_workers.config.loader import Cluster, Node
@@ -75,18 +74,17 @@ class WorkerNode(pulumi.ComponentResource):
         # The id names the token's Secret: public by design; the rest stays secret.
         token_id = pulumi.Output.unsecret(token.result.apply(lambda r: r[:TOKEN_ID_LENGTH]))
         token_secret = pulumi.Output.secret(token.result.apply(lambda r: r[TOKEN_ID_LENGTH:]))
-        # Its Secret: created before the install, revoked by the registration once the node joined.
-        # Deleted last when the node leaves, taking the Node object and its CSRs with it.
-        membership = NodeMembership(cluster, node, token_id, token_secret, credentials.kubeconfig, opts=child)
-
         # What reviewers see: paths, modes and hashes; secrets only by version.
         review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS, peers)
         command = install_command(review_plan, node.ssh.user)  # known at the first preview
-        # What a change restarts here, in which batch, drained first: after the previous batch is
-        # back (the program waits for it; see components/sequencing.py for why not depends_on).
-        disruption = NodeDisruption(
-            cluster, node, review_plan, once_done(after, batch), credentials.kubeconfig, opts=child
-        )
+        # Its Secret, created before the install and revoked by the registration once the node joined;
+        # what a change restarts here, in which batch, drained first: after the previous batch is back
+        # (the program waits for it; see components/sequencing.py for why not depends_on). Deleted
+        # last when the node leaves, taking the Node object and its CSRs with it.
+        membership = NodeMembership(
+            cluster, node, token_id, token_secret, credentials.kubeconfig, review_plan, once_done(after, batch),
+            opts=child,
+        )  # fmt: skip
         # What runs: the same plan with the real secrets, on stdin.
         script = pulumi.Output.secret(
             pulumi.Output.all(
@@ -121,7 +119,7 @@ class WorkerNode(pulumi.ComponentResource):
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[membership, disruption],
+                depends_on=[membership],
                 additional_secret_outputs=["stdout", "stderr"],
                 # Old and new install manage the same files: remove before re-creating.
                 delete_before_replace=True,

@@ -108,7 +108,9 @@ def issue_tokens(config: StackConfig, hosts: Iterable[LabHost]) -> None:
 def token_props(config: StackConfig, name: str) -> dict:
     node = next(n for n in config.nodes if n.name == name)
     token_id, token_secret = lab_token(name)[0].split(".")
-    return membership.membership_props(config.cluster, node, token_id, token_secret, ADMIN_KUBECONFIG.read_text())
+    return membership.membership_props(
+        config.cluster, node, token_id, token_secret, ADMIN_KUBECONFIG.read_text(), _review_plan(config, name), 1
+    )
 
 
 def _node(config: StackConfig, name: str):  # type: ignore[no-untyped-def]
@@ -160,8 +162,8 @@ class Rollout:
 
 def roll_out(old: StackConfig, new: StackConfig, hosts: list[LabHost]) -> Rollout:
     """A change to nodes already joined, in the order the program's dependencies give the engine:
-    batch by batch; in a batch, in parallel, each node's NodeDisruption update (cordon and drain
-    when the change restarts the kubelet or runtime), its install (Ready on return), its
+    batch by batch; in a batch, in parallel, each node's NodeMembership update (cordon and drain
+    when the change restarts the kubelet or runtime: node_disruption.prepare), its install (Ready on return), its
     NodeRegistration update (uncordon). A failure stops the rollout after its batch."""
     by_name = {h.name: h for h in hosts}
     names = [n.name for n in new.nodes if n.name in by_name]

@@ -169,12 +169,10 @@ class WorkerMocks(pulumi.runtime.Mocks):
             # from its creation.
             resource_id = f"membership-{inputs['node']}"
             outputs["expires_at"] = ISSUED_AT + int(inputs["ttlHours"]) * 3600
+            outputs.update(restarts=[], drained=False)
         elif args.typ == DYNAMIC and args.name.endswith("-registration"):
             resource_id = f"registration-{inputs['node']}"
             outputs.update(approved=[], left_alone=[])
-        elif args.typ == DYNAMIC and args.name.endswith("-disruption"):
-            resource_id = f"disruption-{inputs['node']}"
-            outputs.update(restarts=[], drained=False)
         elif args.typ == "command:remote:Command":
             outputs["stdout"] = ""
             outputs["stderr"] = ""

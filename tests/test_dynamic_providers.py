@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
-from components import membership, node_disruption, node_registration
+from components import membership, node_registration
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -36,14 +36,16 @@ def _ask_in_a_fresh_host(serialized: str, olds: dict, news: dict) -> dict:
     return json.loads(run.stdout)
 
 
-TOKEN = {"node": "n1", "tokenId": "abc123", "tokenSecret": "0123456789abcdef", "ttlHours": 24, "kubeconfig": None}
-DISRUPTION = {
+TOKEN = {
     "node": "n1",
+    "tokenId": "abc123",
+    "tokenSecret": "0123456789abcdef",
+    "ttlHours": 24,
+    "kubeconfig": None,
     "batch": 1,
     "services": {"kubelet": "a"},
     "drain": True,
     "drainOptions": {},
-    "kubeconfig": None,
 }
 REGISTRATION = {
     "node": "n1",
@@ -61,11 +63,11 @@ REGISTRATION = {
     [
         (membership._Provider(), TOKEN, TOKEN, {"changes": False, "replaces": []}),
         (membership._Provider(), TOKEN, {**TOKEN, "tokenId": "def456"}, {"changes": True, "replaces": []}),
-        (node_disruption._Provider(), DISRUPTION, DISRUPTION, {"changes": False, "replaces": []}),
+        (membership._Provider(), TOKEN, {**TOKEN, "batch": 4}, {"changes": False, "replaces": []}),
         (
-            node_disruption._Provider(),
-            DISRUPTION,
-            {**DISRUPTION, "services": {"kubelet": "b"}},
+            membership._Provider(),
+            TOKEN,
+            {**TOKEN, "services": {"kubelet": "b"}},
             {"changes": True, "replaces": []},
         ),
         (node_registration._Provider(), REGISTRATION, REGISTRATION, {"changes": False, "replaces": []}),
@@ -79,8 +81,8 @@ REGISTRATION = {
     ids=[
         "token-same",
         "token-new",
-        "disruption-same",
-        "disruption-kubelet",
+        "batch-alone",
+        "kubelet-restart",
         "registration-no-cluster",
         "registration-label-removed",
     ],

@@ -410,23 +410,23 @@ def _named(run: Run, suffix: str) -> dict[str, object]:
 
 
 def test_a_rolling_change_goes_batch_by_batch(run):
-    """maxUnavailable 1 (the default): worker-2's disruption waits for worker-1's registration
-    (Ready, uncordoned); the install waits for its own disruption (drained first)."""
-    disruptions, registrations = _named(run, "-disruption"), _named(run, "-registration")
+    """maxUnavailable 1 (the default): worker-2's membership (where a change's drain happens) waits
+    for worker-1's registration (Ready, uncordoned); the install waits for its own membership."""
+    disruptions, registrations = _named(run, "-membership"), _named(run, "-registration")
     first, second = NODES
     assert disruptions[first].inputs["batch"] == 1 and disruptions[second].inputs["batch"] == 2
-    # The program declares batch 2's disruption only once batch 1's registration is done (the
+    # The program declares batch 2's membership only once batch 1's registration is done (the
     # engine answers a registration when the resource is done): no dependency chain the SDK
     # would walk for cycles (components/sequencing.py).
     from tests.conftest import base_config
 
     slow = run_program(base_config(*run.ca_and_key), slow=(f"{first}-registration",))  # type: ignore[attr-defined]
     order = [r.name for r in slow.resources]  # as they finished
-    assert order.index(f"{second}-disruption") > order.index(f"{first}-registration")
-    assert order.index(f"{second}-membership") < order.index(f"{first}-registration")  # the rest does not wait
+    assert order.index(f"{second}-membership") > order.index(f"{first}-registration")
+    assert order.index(f"{second}-bootstrap-token") < order.index(f"{first}-registration")  # the rest does not wait
     assert not any(d.endswith("-registration") for r in disruptions.values() for d in r.dependencies)
     for node in NODES:
-        assert any(d.endswith(f"::{node}-disruption") for d in run.named(f"{node}-install").dependencies)
+        assert any(d.endswith(f"::{node}-membership") for d in run.named(f"{node}-install").dependencies)
         services = disruptions[node].inputs["services"]
         assert {"containerd", "kubelet", "kube-proxy"} <= set(services)
         assert registrations[node].inputs["services"] == services  # a restart updates the registration too
@@ -446,7 +446,7 @@ def test_nodes_the_cluster_does_not_have_yet_join_together_without_waiting(test_
     monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.37.2", {"worker-1": "v1.37.2"}))
     result = run_program(base_config(test_ca, ssh_key), slow=("worker-1-registration",))
     assert result.error is None, result.error
-    disruptions = _named(result, "-disruption")
+    disruptions = _named(result, "-membership")
     assert disruptions["worker-1"].inputs["batch"] == 1 and disruptions["worker-2.example.org"].inputs["batch"] == 0
     order = [r.name for r in result.resources]  # as they finished
     assert order.index("worker-2.example.org-install") < order.index("worker-1-registration")
@@ -454,9 +454,17 @@ def test_nodes_the_cluster_does_not_have_yet_join_together_without_waiting(test_
 
 def test_a_batch_number_alone_is_no_change():
     """A node that joined in batch 0 is in batch k on the next up: nothing to do, the re-run plans nothing."""
-    from components.node_disruption import _Provider
+    from components.membership import _Provider
 
-    olds = {"node": "n", "batch": 0, "services": {"kubelet": "x"}, "drain": True, "drainOptions": {}}
+    olds = {
+        "node": "n",
+        "tokenId": "a",
+        "tokenSecret": "b",
+        "batch": 0,
+        "services": {"kubelet": "x"},
+        "drain": True,
+        "drainOptions": {},
+    }
     assert _Provider().diff("id", olds, {**olds, "batch": 3}).changes is False
     assert _Provider().diff("id", olds, {**olds, "batch": 3, "services": {"kubelet": "y"}}).changes is True
 
@@ -468,7 +476,7 @@ def test_max_unavailable_as_a_percentage_puts_nodes_in_one_batch(test_ca, ssh_ke
     raw["cluster"]["rollout"] = {"maxUnavailable": "100%"}
     result = run_program(raw)
     assert result.error is None, result.error
-    disruptions = _named(result, "-disruption")
+    disruptions = _named(result, "-membership")
     assert {d.inputs["batch"] for d in disruptions.values()} == {1}
     assert not any(dep.endswith("-registration") for d in disruptions.values() for dep in d.dependencies)
 
@@ -484,7 +492,7 @@ def test_a_host_gone_for_good_gets_no_ssh_and_no_drain(test_ca, ssh_key):
     assert gone.retain_on_delete and "create" in gone.ignore_changes and "stdin" in gone.ignore_changes
     assert not kept.retain_on_delete and kept.ignore_changes == []
     assert _named(result, "-registration")["worker-1"].inputs["hostGone"] is True
-    assert _named(result, "-disruption")["worker-1"].inputs["drain"] is False
+    assert _named(result, "-membership")["worker-1"].inputs["drain"] is False
 
 
 def test_a_version_the_skew_policy_forbids_is_refused_before_any_resource(test_ca, ssh_key, monkeypatch):
@@ -520,3 +528,31 @@ def test_a_registration_of_a_host_gone_for_good_only_revokes_its_token(monkeypat
     calls.clear()
     node_registration.retire(props)  # removal: no drain of a node whose pods cannot stop
     assert calls == []
+
+
+def test_a_membership_update_drains_without_a_new_token_and_issues_a_token_without_a_drain(monkeypatch):
+    """One resource does both before the install: a restart's drain keeps the token; a new token
+    revokes the old one and drains nothing by itself."""
+    from components import membership
+    from k8s_workers import cluster_api
+
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(membership, "issue", lambda p: calls.append(("issue", p["tokenId"])) or {**p, "expires_at": 9})
+    monkeypatch.setattr(
+        membership, "prepare",
+        lambda olds, news: calls.append(("prepare",)) or {**news, "restarts": ["kubelet"], "drained": True},
+    )  # fmt: skip
+    monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: None)
+    monkeypatch.setattr(cluster_api, "revoke_bootstrap_token", lambda api, token_id: calls.append(("revoke", token_id)))
+    inputs = {"node": "n", "tokenId": "old", "tokenSecret": "s", "ttlHours": 24, "kubeconfig": None, "batch": 1,
+              "services": {"kubelet": "x"}, "drain": True, "drainOptions": {}}  # fmt: skip
+    olds = {**inputs, "expires_at": 1, "restarts": [], "drained": False}
+
+    restarted = membership._Provider().update("id", olds, {**inputs, "services": {"kubelet": "y"}}).outs
+    assert calls == [("prepare",)]
+    assert restarted["expires_at"] == 1 and restarted["tokenId"] == "old" and restarted["drained"] is True
+
+    calls.clear()
+    reissued = membership._Provider().update("id", olds, {**inputs, "tokenId": "new"}).outs
+    assert calls == [("issue", "new"), ("revoke", "old"), ("prepare",)]
+    assert reissued["expires_at"] == 9 and reissued["tokenId"] == "new"
