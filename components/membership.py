@@ -16,6 +16,8 @@ a revoked token is the state it expects.
 
 from __future__ import annotations
 
+import secrets
+import string
 import time
 from typing import Any
 
@@ -26,20 +28,33 @@ from components.node_disruption import DISRUPTION_INPUTS, disruption_props, prep
 from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.scripts.install_plan import NodePlan
 
-_TOKEN = ("tokenId", "tokenSecret")
+TOKEN_ALPHABET = string.ascii_lowercase + string.digits  # [a-z0-9], as bootstrap tokens require
+TOKEN_ID_LENGTH = 6
+TOKEN_SECRET_LENGTH = 16
 
 
-def membership_props(
-    cluster: Cluster, node: Node, token_id: Any, token_secret: Any, kubeconfig: Any, plan: NodePlan, batch: Any
-) -> dict[str, Any]:
-    """The resource's inputs (Outputs in the program, plain values in the lab)."""
+def new_token() -> tuple[str, str]:
+    """A bootstrap token's id and secret, from the operating system's CSPRNG."""
+    pick = lambda n: "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(n))  # noqa: E731
+    return pick(TOKEN_ID_LENGTH), pick(TOKEN_SECRET_LENGTH)
+
+
+def membership_props(cluster: Cluster, node: Node, kubeconfig: Any, plan: NodePlan, batch: Any) -> dict[str, Any]:
+    """The resource's inputs (Outputs in the program, plain values in the lab). The token is made by
+    the provider and kept in state as its outputs (`tokenSecret` a secret): one resource fewer per
+    node than a random resource beside it, and a new one only when `tokenGeneration` is raised."""
     return {
         **disruption_props(cluster, node, plan, batch, kubeconfig),
-        "tokenId": token_id,
-        "tokenSecret": token_secret,
+        "tokenGeneration": node.token_generation,
         "ttlHours": cluster.bootstrap_token_ttl_hours,
+        "tokenId": None,
+        "tokenSecret": None,
         "expires_at": None,
     }
+
+
+def _generation(props: dict[str, Any]) -> int:
+    return props.get("tokenGeneration") or 1  # state written before the generation existed: the first
 
 
 def leave(props: dict[str, Any]) -> dict[str, Any]:
@@ -70,22 +85,25 @@ def issue(props: dict[str, Any]) -> dict[str, Any]:
 class _Provider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         # A first install: no pods there yet, nothing restarts.
-        outs = {**issue(props), "restarts": [], "drained": False}
+        token_id, token_secret = new_token()
+        outs = {**issue({**props, "tokenId": token_id, "tokenSecret": token_secret}), "restarts": [], "drained": False}
         return CreateResult(id_=f"membership-{props['node']}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # A new token is an update, never a replacement: a replacement would delete the old
         # resource, and deleting this one removes the Node from the cluster. A TTL change applies
         # to tokens issued after it; the kubeconfig is how, not what; the batch alone is no change.
-        changed = [k for k in (*_TOKEN, *DISRUPTION_INPUTS) if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[], stables=["node"], delete_before_replace=False)
+        changed = _generation(olds) != _generation(news) or any(olds.get(k) != news.get(k) for k in DISRUPTION_INPUTS)
+        return DiffResult(changes=changed, replaces=[], stables=["node"], delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         from k8s_workers.cluster_api import api_client, revoke_bootstrap_token
 
-        outs = {**olds, **news, "expires_at": olds.get("expires_at")}
-        if any(olds.get(k) != news.get(k) for k in _TOKEN):
-            outs = issue(news)
+        kept = {k: olds.get(k) for k in ("tokenId", "tokenSecret", "expires_at")}
+        outs = {**news, **kept}
+        if _generation(olds) != _generation(news):  # asked for a new token: issue it, revoke the old one
+            token_id, token_secret = new_token()
+            outs = issue({**news, "tokenId": token_id, "tokenSecret": token_secret})
             revoke_bootstrap_token(api_client(news.get("kubeconfig")), olds["tokenId"])
         # Cordon and drain now if the change restarts the kubelet or the runtime: the install is next.
         prepared = prepare(olds, news)
@@ -96,6 +114,8 @@ class _Provider(ResourceProvider):
 
 
 class NodeMembership(pulumi.dynamic.Resource):
+    tokenId: pulumi.Output[str]  # names the token's Secret: public by design
+    tokenSecret: pulumi.Output[str]  # secret
     expires_at: pulumi.Output[int]  # epoch seconds: the install refuses an expired token on an unjoined node
     restarts: pulumi.Output[list[str]]
     drained: pulumi.Output[bool]
@@ -104,8 +124,6 @@ class NodeMembership(pulumi.dynamic.Resource):
         self,
         cluster: Cluster,
         node: Node,
-        token_id: pulumi.Input[str],
-        token_secret: pulumi.Input[str],  # secret
         kubeconfig: pulumi.Input[str] | None,  # secret
         plan: NodePlan,  # the review plan: what each service's restart depends on
         batch: pulumi.Input[int],  # resolves once the previous batch is done (components/sequencing.py)
@@ -117,8 +135,6 @@ class NodeMembership(pulumi.dynamic.Resource):
             membership_props(
                 cluster,
                 node,
-                token_id,
-                pulumi.Output.secret(token_secret),
                 pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
                 plan,
                 batch,

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_random as random
 from pulumi_command import remote
 
 from components.membership import NodeMembership
@@ -22,8 +21,6 @@ from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets, kube
 from k8s_workers.scripts.commands import install_command, install_script, removal_command
 from k8s_workers.scripts.install_plan import plan_node
 
-TOKEN_ID_LENGTH = 6
-TOKEN_SECRET_LENGTH = 16
 _EVERY_INPUT = ["connection", "create", "stdin", "delete", "logging", "addPreviousOutputInEnv"]
 
 
@@ -61,30 +58,19 @@ class WorkerNode(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         prefix = node.name
 
-        # Token id and secret come from one random value kept in state, so they change
-        # together and only when replaced on purpose. A RandomPassword: its result is a secret and
-        # its id is "none" (a RandomString's id is its result, in plaintext in every state export).
-        token = random.RandomPassword(
-            f"{prefix}-bootstrap-token",
-            length=TOKEN_ID_LENGTH + TOKEN_SECRET_LENGTH,
-            upper=False,
-            special=False,
-            opts=child,
-        )
-        # The id names the token's Secret: public by design; the rest stays secret.
-        token_id = pulumi.Output.unsecret(token.result.apply(lambda r: r[:TOKEN_ID_LENGTH]))
-        token_secret = pulumi.Output.secret(token.result.apply(lambda r: r[TOKEN_ID_LENGTH:]))
         # What reviewers see: paths, modes and hashes; secrets only by version.
         review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS, peers)
         command = install_command(review_plan, node.ssh.user)  # known at the first preview
-        # Its Secret, created before the install and revoked by the registration once the node joined;
-        # what a change restarts here, in which batch, drained first: after the previous batch is back
-        # (the program waits for it; see components/sequencing.py for why not depends_on). Deleted
-        # last when the node leaves, taking the Node object and its CSRs with it.
+        # Its bootstrap token (made by the provider, kept in state as a secret) and the token's Secret,
+        # created before the install and revoked by the registration once the node joined; what a change
+        # restarts here, in which batch, drained first: after the previous batch is back (the program
+        # waits for it; see components/sequencing.py for why not depends_on). Deleted last when the node
+        # leaves, taking the Node object and its CSRs with it.
         membership = NodeMembership(
-            cluster, node, token_id, token_secret, credentials.kubeconfig, review_plan, once_done(after, batch),
-            opts=child,
-        )  # fmt: skip
+            cluster, node, credentials.kubeconfig, review_plan, once_done(after, batch), opts=child
+        )
+        token_id = membership.tokenId  # names the token's Secret: public by design
+        token_secret = pulumi.Output.secret(membership.tokenSecret)
         # What runs: the same plan with the real secrets, on stdin.
         script = pulumi.Output.secret(
             pulumi.Output.all(

@@ -11,6 +11,7 @@ import time
 from lab import build, control_plane, images, mirror, network, rootfs, stack
 from lab import hosts as lab_hosts
 from lab.hosts import LabHost
+from lab.install import forget_tokens
 from lab.paths import ADMIN_KUBECONFIG
 from lab.state import LabState, load, orphan_inits, orphans
 
@@ -105,6 +106,7 @@ def down() -> None:
     control_plane.stop(state.control_plane)
     control_plane.stop({p.name: p.pid for p in control_plane.orphans()}, wipe=True)
     network.remove_bridge()
+    forget_tokens()
     LabState().save()
     stack.STACK_FILE.unlink(missing_ok=True)
     print("lab: down", flush=True)

@@ -32,18 +32,28 @@ class NodeJob:
     stdin: str
 
 
+def _token_file(node: str) -> Path:
+    return CREDENTIALS / f"{node}.token"
+
+
+def remember_token(node: str, token_id: str, token_secret: str) -> None:
+    """What the engine keeps in state: the token the node's NodeMembership made, and when."""
+    write_private(_token_file(node), f"{token_id}.{token_secret} {int(time.time())}\n")
+
+
+def forget_tokens() -> None:
+    """The cluster is gone (`lab down`): so is every token its memberships made, as with a new stack."""
+    for path in CREDENTIALS.glob("*.token"):
+        path.unlink()
+
+
 def lab_token(node: str) -> tuple[str, int]:
-    """The node's bootstrap token and its issue time, made once and kept in the lab cache (0600),
-    as the program keeps them in state."""
-    path = CREDENTIALS / f"{node}.token"
+    """The node's bootstrap token and its issue time, kept in the lab cache (0600), as the program
+    keeps them in state; made here only for a node whose membership the lab never created."""
+    path = _token_file(node)
     if not path.exists():
         alphabet = string.ascii_lowercase + string.digits
-        token = (
-            "".join(secrets.choice(alphabet) for _ in range(6))
-            + "."
-            + "".join(secrets.choice(alphabet) for _ in range(16))
-        )
-        write_private(path, f"{token} {int(time.time())}\n")
+        remember_token(node, *("".join(secrets.choice(alphabet) for _ in range(n)) for n in (6, 16)))
     token, issued_at = path.read_text().split()
     return token, int(issued_at)
 
@@ -98,19 +108,28 @@ def run_all(jobs: list[NodeJob]) -> dict[str, remote.RemoteResult | remote.HostE
 
 def issue_tokens(config: StackConfig, hosts: Iterable[LabHost]) -> None:
     """What each node's NodeMembership resource does on create (its provider, called as the engine
-    would): the token's Secret in kube-system, valid until its node has joined."""
+    would): a token made by the provider, its Secret in kube-system, valid until its node has
+    joined. A node the lab already holds a token for (as state would) gets that token's Secret again."""
     names = {h.name for h in hosts}
     for node in config.nodes:
-        if node.name in names:
-            membership._Provider().create(token_props(config, node.name))
+        if node.name not in names:
+            continue
+        if _token_file(node.name).exists():
+            membership.issue(token_props(config, node.name))
+        else:
+            outs = membership._Provider().create(token_props(config, node.name)).outs
+            remember_token(node.name, outs["tokenId"], outs["tokenSecret"])
 
 
 def token_props(config: StackConfig, name: str) -> dict:
+    """The membership's inputs, with the token the lab holds for the node (its state), if any."""
     node = next(n for n in config.nodes if n.name == name)
-    token_id, token_secret = lab_token(name)[0].split(".")
-    return membership.membership_props(
-        config.cluster, node, token_id, token_secret, ADMIN_KUBECONFIG.read_text(), _review_plan(config, name), 1
+    props = membership.membership_props(
+        config.cluster, node, ADMIN_KUBECONFIG.read_text(), _review_plan(config, name), 1
     )
+    if _token_file(name).exists():
+        props["tokenId"], props["tokenSecret"] = lab_token(name)[0].split(".")
+    return props
 
 
 def _node(config: StackConfig, name: str):  # type: ignore[no-untyped-def]

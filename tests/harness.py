@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import random
 import runpy
-import string
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings
+
+from components.membership import new_token
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -130,19 +130,7 @@ class WorkerMocks(pulumi.runtime.Mocks):
         if self.preview:
             return "", outputs  # computed outputs (results, keys, certificates, stdout) are unknown
         resource_id = f"{args.name}-id"
-        if args.typ in ("random:index/randomString:RandomString", "random:index/randomPassword:RandomPassword"):
-            alphabet = string.ascii_lowercase if inputs.get("lower", True) else ""
-            alphabet += string.digits if inputs.get("numeric", True) else ""
-            alphabet += string.ascii_uppercase if inputs.get("upper", True) else ""
-            outputs["result"] = "".join(random.choice(alphabet) for _ in range(int(inputs["length"])))
-            # As the provider does (seen with the real engine): a RandomString's id is its result, in plaintext; a
-            # RandomPassword's id is "none" and its result a secret.
-            if args.typ.endswith("RandomString"):
-                resource_id = outputs["result"]
-            else:
-                resource_id = "none"
-                outputs["result"] = {SECRET_SIG: SECRET_VALUE_SIG, "value": outputs["result"]}
-        elif args.typ == "tls:index/privateKey:PrivateKey":
+        if args.typ == "tls:index/privateKey:PrivateKey":
             if inputs.get("algorithm") == "ECDSA":
                 curves = {"P256": ec.SECP256R1(), "P384": ec.SECP384R1(), "P224": ec.SECP224R1()}
                 key: Any = ec.generate_private_key(curves[inputs.get("ecdsaCurve", "P224")])
@@ -167,7 +155,11 @@ class WorkerMocks(pulumi.runtime.Mocks):
         elif args.typ == DYNAMIC and args.name.endswith("-membership"):
             # As components.membership's provider: membership-<node> as id, the token's expiry counted
             # from its creation.
+            # The provider makes the token; the engine keeps tokenSecret secret (additionalSecretOutputs).
             resource_id = f"membership-{inputs['node']}"
+            token_id, token_secret = new_token()
+            outputs["tokenId"] = token_id
+            outputs["tokenSecret"] = {SECRET_SIG: SECRET_VALUE_SIG, "value": token_secret}
             outputs["expires_at"] = ISSUED_AT + int(inputs["ttlHours"]) * 3600
             outputs.update(restarts=[], drained=False)
         elif args.typ == DYNAMIC and args.name.endswith("-registration"):

@@ -38,6 +38,7 @@ def _ask_in_a_fresh_host(serialized: str, olds: dict, news: dict) -> dict:
 
 TOKEN = {
     "node": "n1",
+    "tokenGeneration": 1,
     "tokenId": "abc123",
     "tokenSecret": "0123456789abcdef",
     "ttlHours": 24,
@@ -62,7 +63,7 @@ REGISTRATION = {
     ("provider", "olds", "news", "expected"),
     [
         (membership._Provider(), TOKEN, TOKEN, {"changes": False, "replaces": []}),
-        (membership._Provider(), TOKEN, {**TOKEN, "tokenId": "def456"}, {"changes": True, "replaces": []}),
+        (membership._Provider(), TOKEN, {**TOKEN, "tokenGeneration": 2}, {"changes": True, "replaces": []}),
         (membership._Provider(), TOKEN, {**TOKEN, "batch": 4}, {"changes": False, "replaces": []}),
         (
             membership._Provider(),

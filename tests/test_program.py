@@ -19,7 +19,7 @@ from k8s_workers.render.host_paths import PATHS
 from k8s_workers.render.node_files import NodeSecrets, node_files
 from k8s_workers.render.stack import render_stack
 from k8s_workers.scripts.install_plan import plan_node, sha256_text
-from tests.harness import DYNAMIC, ISSUED_AT, Run, run_program
+from tests.harness import DYNAMIC, Run, run_program
 from tests.placed import placed_files
 
 CRB = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
@@ -44,9 +44,10 @@ def _stdin(run: Run, node: str) -> str:
 
 
 def _tokens(run: Run) -> dict[str, tuple[str, str]]:
-    """node -> (token id, token secret), as each node's NodeMembership resource holds them."""
+    """node -> (token id, token secret), as each node's NodeMembership resource holds them (outputs:
+    its provider makes the token)."""
     return {
-        r.inputs["node"]: (r.inputs["tokenId"], r.inputs["tokenSecret"])
+        r.inputs["node"]: (r.outputs["tokenId"], r.outputs["tokenSecret"])
         for r in run.of_type(DYNAMIC)
         if r.name.endswith("-membership")
     }
@@ -81,9 +82,11 @@ def test_each_node_has_a_bootstrap_token_whose_secret_stays_secret(run):
         resource = run.named(f"{node}-membership")
         assert re.fullmatch(r"[a-z0-9]{6}", token_id) and re.fullmatch(r"[a-z0-9]{16}", token_secret)
         assert resource.id == f"membership-{node}"  # nothing of the token
-        assert "tokenSecret" in resource.secret_inputs and "tokenId" not in resource.secret_inputs
         assert {"tokenSecret", "kubeconfig"} <= set(resource.additional_secret_outputs)
-        assert resource.inputs["ttlHours"] == 24
+        assert resource.plain["outputs"]["tokenId"] == token_id  # the id names the Secret: plain by design
+        assert token_secret not in json.dumps(resource.plain)
+        assert resource.inputs["ttlHours"] == 24 and resource.inputs["tokenGeneration"] == 1
+        assert resource.inputs.get("tokenSecret") is None  # made by the provider, never an input
     assert len({t for t, _ in tokens.values()}) == len(NODES)
 
 
@@ -104,11 +107,14 @@ def test_the_bootstrap_token_provider_creates_the_secret_the_apiserver_reads(run
         secret = sent[-1]
         data = secret["stringData"]
         assert created.id == f"membership-{node}"
-        assert secret["metadata"]["name"] == f"bootstrap-token-{props['tokenId']}"
+        assert re.fullmatch(r"[a-z0-9]{6}", created.outs["tokenId"]) and re.fullmatch(
+            r"[a-z0-9]{16}", created.outs["tokenSecret"]
+        )
+        assert secret["metadata"]["name"] == f"bootstrap-token-{created.outs['tokenId']}"
         assert secret["type"] == "bootstrap.kubernetes.io/token"
         assert secret["metadata"]["namespace"] == "kube-system"
         assert secret["metadata"]["annotations"]["k8s-workers/node"] == node
-        assert (data["token-id"], data["token-secret"]) == (props["tokenId"], props["tokenSecret"])
+        assert (data["token-id"], data["token-secret"]) == (created.outs["tokenId"], created.outs["tokenSecret"])
         assert data["usage-bootstrap-authentication"] == "true"
         assert "usage-bootstrap-signing" not in data  # no cluster-info discovery is used
         expires = datetime.datetime.strptime(data["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
@@ -126,10 +132,14 @@ def test_a_new_token_updates_the_membership_and_refresh_keeps_it(run):
     from components import membership
 
     provider = membership._Provider()
-    olds = dict(run.named(f"{NODES[0]}-membership").inputs, expires_at=ISSUED_AT)
-    assert not provider.diff("x", olds, dict(olds, ttlHours=1, kubeconfig="other")).changes
-    new_token = provider.diff("x", olds, dict(olds, tokenId="zzzzzz"))
+    olds = dict(run.named(f"{NODES[0]}-membership").outputs)
+    news = dict(run.named(f"{NODES[0]}-membership").inputs)
+    assert not provider.diff("x", olds, news).changes
+    assert not provider.diff("x", olds, dict(news, ttlHours=1, kubeconfig="other")).changes
+    new_token = provider.diff("x", olds, dict(news, tokenGeneration=2))  # asked for on purpose
     assert new_token.changes and new_token.replaces == []
+    before_generations = {k: v for k, v in olds.items() if k != "tokenGeneration"}  # state of an earlier version
+    assert not provider.diff("x", before_generations, news).changes
     # Refresh asks the provider to read: a revoked token (its Secret gone) is what it expects.
     assert provider.read("x", olds).outs == olds
 
@@ -143,8 +153,7 @@ def test_no_token_secret_in_clear_anywhere_in_state(run):
         clear = json.dumps([registration.id, registration.plain])
         for token_secret in secrets:
             assert token_secret not in clear, (registration.type, registration.name)
-    tokens = run.of_type("random:index/randomPassword:RandomPassword")
-    assert len(tokens) == len(NODES) and all(t.id == "none" for t in tokens)
+    assert not [r for r in run.resources if r.type.startswith("random:")]  # the token is the membership's
 
 
 def test_bootstrap_kubeconfig_carries_the_token_of_the_secret(run, tmp_path):
@@ -201,7 +210,7 @@ def test_every_credential_input_is_secret(run):
         assert "connection" in install.secret_inputs or "connection.privateKey" in install.secret_inputs
         assert install.inputs["logging"] == "none"
         assert {"stdout", "stderr"} <= set(install.additional_secret_outputs)
-        assert "tokenSecret" in run.named(f"{node}-membership").secret_inputs
+        assert "tokenSecret" in run.named(f"{node}-membership").additional_secret_outputs  # made there, kept secret
     assert "privateKeyPem" in run.named("kube-proxy-csr").secret_inputs
     assert "caPrivateKeyPem" in run.named("kube-proxy-cert").secret_inputs
 
@@ -423,7 +432,7 @@ def test_a_rolling_change_goes_batch_by_batch(run):
     slow = run_program(base_config(*run.ca_and_key), slow=(f"{first}-registration",))  # type: ignore[attr-defined]
     order = [r.name for r in slow.resources]  # as they finished
     assert order.index(f"{second}-membership") > order.index(f"{first}-registration")
-    assert order.index(f"{second}-bootstrap-token") < order.index(f"{first}-registration")  # the rest does not wait
+    assert order.index(second) < order.index(f"{first}-registration")  # its component does not wait
     assert not any(d.endswith("-registration") for r in disruptions.values() for d in r.dependencies)
     for node in NODES:
         assert any(d.endswith(f"::{node}-membership") for d in run.named(f"{node}-install").dependencies)
@@ -544,15 +553,16 @@ def test_a_membership_update_drains_without_a_new_token_and_issues_a_token_witho
     )  # fmt: skip
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: None)
     monkeypatch.setattr(cluster_api, "revoke_bootstrap_token", lambda api, token_id: calls.append(("revoke", token_id)))
-    inputs = {"node": "n", "tokenId": "old", "tokenSecret": "s", "ttlHours": 24, "kubeconfig": None, "batch": 1,
+    inputs = {"node": "n", "tokenGeneration": 1, "ttlHours": 24, "kubeconfig": None, "batch": 1,
               "services": {"kubelet": "x"}, "drain": True, "drainOptions": {}}  # fmt: skip
-    olds = {**inputs, "expires_at": 1, "restarts": [], "drained": False}
+    olds = {**inputs, "tokenId": "old", "tokenSecret": "s", "expires_at": 1, "restarts": [], "drained": False}
 
     restarted = membership._Provider().update("id", olds, {**inputs, "services": {"kubelet": "y"}}).outs
     assert calls == [("prepare",)]
     assert restarted["expires_at"] == 1 and restarted["tokenId"] == "old" and restarted["drained"] is True
 
     calls.clear()
-    reissued = membership._Provider().update("id", olds, {**inputs, "tokenId": "new"}).outs
-    assert calls == [("issue", "new"), ("revoke", "old"), ("prepare",)]
-    assert reissued["expires_at"] == 9 and reissued["tokenId"] == "new"
+    reissued = membership._Provider().update("id", olds, {**inputs, "tokenGeneration": 2}).outs
+    new_id = reissued["tokenId"]
+    assert calls == [("issue", new_id), ("revoke", "old"), ("prepare",)]
+    assert new_id != "old" and reissued["tokenSecret"] != "s" and reissued["expires_at"] == 9

@@ -494,6 +494,9 @@ class Node(NodeSettings):
     # The host is gone for good: on this `up` nothing more runs over SSH for it; delete the node
     # from the config afterwards and only its cluster side is removed (no drain: its pods are gone).
     host_gone: StrictBool = False
+    # Raise it to issue the node a new bootstrap token on the next `up` (a host rebuilt under the same
+    # name must bootstrap again; the old token is revoked): reviewable, unlike a forced replacement.
+    token_generation: int = Field(1, ge=1)
 
     @field_validator("name")
     @classmethod

@@ -46,7 +46,7 @@ def secret_logging_problems(command: Mapping[str, Any], additional_secret_output
 
 def is_bootstrap_token(props: Mapping[str, Any]) -> bool:
     """The node's membership resource (a dynamic resource: the type alone does not say which)."""
-    return "tokenId" in props and "ttlHours" in props
+    return "ttlHours" in props and ("tokenGeneration" in props or "tokenId" in props)
 
 
 def token_lifetime_problem(props: Mapping[str, Any], max_hours: float) -> str | None:

@@ -18,7 +18,16 @@ from cryptography.x509.oid import NameOID
 
 from components.node_registration import _Provider
 from lab import cluster, remote
-from lab.install import install_jobs, issue_tokens, lab_token, registration_props, removal_jobs, run_all, token_props
+from lab.install import (
+    install_jobs,
+    issue_tokens,
+    lab_token,
+    registration_props,
+    remember_token,
+    removal_jobs,
+    run_all,
+    token_props,
+)
 from lab.paths import ADMIN_KUBECONFIG
 from tests.e2e.helpers import NAMESPACE, PORT, install, run_workload, serving_csrs, wait_for
 
@@ -198,11 +207,25 @@ def test_a_token_authenticates_until_its_node_joined_and_never_after(installed, 
     assert not _Provider().diff("x", props, props).changes
     state = token_props(config, host.name)
     assert membership._Provider().read("x", state).outs == state  # refresh: as it was
-    issue_tokens(config, [host])  # a token issued again (as `--replace` on it would) works until the next registration
+    issue_tokens(
+        config, [host]
+    )  # its Secret made again (as after a lost cluster object): works until the next registration
     assert can_ask().stdout.strip() == "yes"
     assert _Provider().diff("x", props, props).changes  # the next `up` revokes it
     _Provider().update("x", props, props)
     wait_for("the token refused again", lambda: "Unauthorized" in can_ask().stderr, timeout=30)
+
+    # Asked for on purpose (tokenGeneration raised): the membership makes a new token and revokes the old.
+    olds = token_props(config, host.name)
+    news = {**olds, "tokenGeneration": 2, "tokenId": None, "tokenSecret": None}
+    assert membership._Provider().diff("x", olds, news).changes
+    outs = membership._Provider().update("x", olds, news).outs
+    remember_token(host.name, outs["tokenId"], outs["tokenSecret"])  # as the engine keeps it in state
+    assert outs["tokenId"] != token.split(".")[0] and outs["restarts"] == [] and outs["drained"] is False
+    fresh = f"{outs['tokenId']}.{outs['tokenSecret']}"
+    asked = cluster.run_kubectl([f"--token={fresh}", "auth", "can-i", "create", "certificatesigningrequests"])
+    assert asked.stdout.strip() == "yes", asked.stderr
+    _Provider().update("x", registration_props(config, host.name), registration_props(config, host.name))
 
 
 def test_labels_and_taints_change_on_the_node_and_nothing_on_the_host(installed, lab_config, systemd_hosts):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGINS = ("command", "kubernetes", "random", "tls")
+PLUGINS = ("command", "kubernetes", "tls")
 PASSPHRASE = "k8s-workers-engine-tests"  # protects only the temporary backend's test stack
 
 
