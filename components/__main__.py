@@ -11,6 +11,7 @@ import yaml
 
 from components.stack_config import PROJECT_DIR, raw_from_stack_file
 from k8s_workers.config.loader import ConfigError, load_config
+from k8s_workers.config.types import yaml_problem
 from k8s_workers.render.stack import render_stack
 
 
@@ -35,10 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except yaml.YAMLError as error:  # the file, line and column, not a traceback
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        print(f"error: {stack_file.name}{where}: {problem} (not valid YAML)", file=sys.stderr)
+        print(f"error: {stack_file.name} {yaml_problem(error)}", file=sys.stderr)
         return 2
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -3,8 +3,6 @@ in parallel, a failure on one host never stopping the others."""
 
 from __future__ import annotations
 
-import secrets
-import string
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,8 +50,7 @@ def lab_token(node: str) -> tuple[str, int]:
     keeps them in state; made here only for a node whose membership the lab never created."""
     path = _token_file(node)
     if not path.exists():
-        alphabet = string.ascii_lowercase + string.digits
-        remember_token(node, *("".join(secrets.choice(alphabet) for _ in range(n)) for n in (6, 16)))
+        remember_token(node, *membership.new_token())
     token, issued_at = path.read_text().split()
     return token, int(issued_at)
 

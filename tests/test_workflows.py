@@ -4,6 +4,7 @@ downloads from GitHub), and read for the properties a reviewer relies on."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -94,7 +95,7 @@ def test_up_runs_only_when_asked_from_main_in_the_stacks_protected_environment()
 def test_secrets_are_the_ones_the_readme_names_and_never_reach_a_command_line():
     readme = (ROOT / "README.md").read_text()
     texts = [p.read_text() for p in (ROOT / ".github").rglob("*.yml")]
-    used = {s for t in texts for s in __import__("re").findall(r"secrets\.([A-Z_]+)", t)}
+    used = {s for t in texts for s in re.findall(r"secrets\.([A-Z_]+)", t)}
     assert used == STACK_SECRETS | BACKEND_SECRETS
     for name in used:
         assert f"`{name}`" in readme, name

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from k8s_workers.config.types import yaml_problem
+
 SUFFIXES = (".yaml", ".yml")
 
 
@@ -32,12 +34,6 @@ def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
     return [path]
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    mark = getattr(error, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-    return f"{where}{getattr(error, 'problem', None) or error} (not valid YAML)"
 
 
 def read_inventory(spec: Any, inline: Sequence[Any], base_dir: Path) -> Inventory:
@@ -65,7 +61,7 @@ def _read_file(file: Path, shown: str, inventory: Inventory) -> None:
     try:
         document = yaml.safe_load(file.read_text())
     except yaml.YAMLError as error:
-        inventory.problems.append((shown, _yaml_problem(error)))
+        inventory.problems.append((shown, yaml_problem(error)))
         return
     except OSError as error:
         inventory.problems.append((shown, f"cannot be read: {error.strerror}"))

@@ -176,3 +176,10 @@ def matching(pattern: str, problem: str) -> AfterValidator:
 
 
 AbsolutePath = Annotated[str, matching(r"(/[A-Za-z0-9._-]+)+", "is not an absolute path")]
+
+
+def yaml_problem(error: Exception) -> str:
+    """A YAML error as a person reads it: line, column and what is wrong, no traceback."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"{where}{getattr(error, 'problem', None) or error} (not valid YAML)"
