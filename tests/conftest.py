@@ -15,6 +15,9 @@ os.environ["KUBECONFIG"] = "/nonexistent/k8s-workers-tests/kubeconfig"
 
 from tests.pki import TestCa, make_ca, make_host_key, make_ssh_key
 
+# The lab (a real cluster and hosts), shared by the lab suite and the engine suite.
+pytest_plugins = ["tests.lab_session"]
+
 FAKE_SHA = {"amd64": "0" * 63 + "1", "arm64": "0" * 63 + "2"}
 HOST_KEYS = (make_host_key(), make_host_key())
 

@@ -1,11 +1,12 @@
-"""What the lab suite asks of hosts and of the cluster, shared by its test modules."""
+"""What the lab suite (and the engine suite on the lab) asks of hosts and of the cluster."""
 
 from __future__ import annotations
 
 import hashlib
 import shlex
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from k8s_workers.config.loader import StackConfig
@@ -295,3 +296,41 @@ def ready_pods(app: str) -> dict[str, str]:
         if not p["metadata"].get("deletionTimestamp")
         and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
     }
+
+
+@dataclass
+class Watch:
+    """Polls while a rollout runs: how many Nodes are cordoned at once, and whether the Service answers."""
+
+    service_ip: str
+    via: object  # a lab host whose kube-proxy is not restarted by the change
+    cordoned_max: int = 0
+    cordoned_seen: set[str] = field(default_factory=set)
+    probes: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            cordoned = {n for n, node in cluster.nodes().items() if node["spec"].get("unschedulable")}
+            self.cordoned_seen |= cordoned
+            self.cordoned_max = max(self.cordoned_max, len(cordoned))
+            result = remote.run(
+                self.via,  # type: ignore[arg-type]
+                f"curl -sS -m 2 --retry 3 --retry-connrefused --retry-delay 0 http://{self.service_ip}/",
+            )
+            self.probes += 1
+            if result.returncode != 0 or "pod=" not in result.stdout:
+                moment = time.strftime("%H:%M:%S")
+                detail = result.stderr.strip().splitlines()[-1:] or [result.stdout.strip()]
+                self.failures.append(f"{moment} (cordoned: {sorted(cordoned)}) {detail[0]}")
+            time.sleep(0.2)
+
+    def __enter__(self) -> Watch:
+        self._thread = threading.Thread(target=self.run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)

@@ -6,9 +6,7 @@ registration, membership) in the order the program's dependencies give the engin
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -20,6 +18,7 @@ from lab.install import lab_token, removal_jobs, remove_node, roll_out, run_all
 from lab.paths import ADMIN_KUBECONFIG
 from tests.e2e.helpers import (
     NAMESPACE,
+    Watch,
     all_paths,
     fresh_namespace,
     host_files,
@@ -101,44 +100,6 @@ def test_a_host_gone_for_good_is_removed_from_the_cluster_side_only(installed, l
         lab_hosts.boot(host)
         lab_hosts.wait_until_up(host)
         lab.save()
-
-
-@dataclass
-class Watch:
-    """Polls while a rollout runs: how many Nodes are cordoned at once, and whether the Service answers."""
-
-    service_ip: str
-    via: object  # a lab host whose kube-proxy is not restarted by the change
-    cordoned_max: int = 0
-    cordoned_seen: set[str] = field(default_factory=set)
-    probes: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        while not self._stop.is_set():
-            cordoned = {n for n, node in cluster.nodes().items() if node["spec"].get("unschedulable")}
-            self.cordoned_seen |= cordoned
-            self.cordoned_max = max(self.cordoned_max, len(cordoned))
-            result = remote.run(
-                self.via,  # type: ignore[arg-type]
-                f"curl -sS -m 2 --retry 3 --retry-connrefused --retry-delay 0 http://{self.service_ip}/",
-            )
-            self.probes += 1
-            if result.returncode != 0 or "pod=" not in result.stdout:
-                moment = time.strftime("%H:%M:%S")
-                detail = result.stderr.strip().splitlines()[-1:] or [result.stdout.strip()]
-                self.failures.append(f"{moment} (cordoned: {sorted(cordoned)}) {detail[0]}")
-            time.sleep(0.2)
-
-    def __enter__(self) -> Watch:
-        self._thread = threading.Thread(target=self.run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
 
 def test_a_kubelet_change_rolls_out_one_node_at_a_time_with_the_workload_answering(

@@ -1,0 +1,322 @@
+"""The program under the real Pulumi engine on the lab (markers `engine`, `lab`): every test is a real
+`pulumi` run against the lab's v1.37.2 control plane and its systemd hosts, one stack for the whole
+module, the tests in the order a platform team would live it (first `up`, re-runs, a reviewed
+change, a rolling change, one node targeted, an interrupted run, an upgrade, a removal, `destroy`).
+
+Each test writes the whole stack config it wants (`Fleet.configure`), so what it checks does not
+depend on what an earlier test happened to leave in the config; it does build on the nodes being
+there. The lab itself comes from tests/lab_session.py (the same session as the lab suite)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from k8s_workers.config.loader import load_config
+from k8s_workers.render.cluster_objects import cluster_role_bindings
+from lab import cluster, images, pins, remote
+from lab.hosts import LabHost
+from lab.install import removal_jobs, run_all
+from lab.paths import ADMIN_KUBECONFIG
+from lab.stack import stack_document
+from lab.state import LabState
+from tests.e2e.helpers import (
+    NAMESPACE,
+    PORT,
+    Watch,
+    fresh_namespace,
+    ready_pods,
+    run_deployment,
+    run_workload,
+    wait_for,
+)
+from tests.engine.pulumi_cli import DYNAMIC, REMOTE_COMMAND, ROOT, WORKER_NODE, Project, Result, missing, no_leak
+from tests.lab_session import RawFactory
+
+pytestmark = [pytest.mark.engine, pytest.mark.lab]
+
+if (why := missing()) is not None:
+    pytest.skip(f"ENGINE TESTS SKIPPED: {why}", allow_module_level=True)
+
+UP = ("up", "--yes", "--skip-preview", "--policy-pack", str(ROOT / "policy"))
+BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
+
+
+@dataclass
+class Fleet:
+    project: Project
+    raw: RawFactory
+    hosts: list[LabHost]
+    first: Result
+
+    @property
+    def names(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+    def configure(self, edit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """The stack's whole config: the lab's, changed by `edit`."""
+        raw = self.raw(edit=edit)
+        self.project.stack_file.write_text(stack_document(raw))
+        return raw
+
+
+def _clean_slate(raw: dict[str, Any], hosts: list[LabHost]) -> None:
+    """What the lab suite left behind, gone: its installs, Nodes, bindings (which the stack creates and
+    would find `already exists`), tokens, certificate requests and workloads."""
+    failures = [
+        str(r) for r in run_all(removal_jobs(load_config(raw), hosts)).values() if isinstance(r, remote.HostError)
+    ]
+    assert not failures, "\n".join(failures)
+    cluster.delete_nodes(h.name for h in hosts)
+    for binding in cluster_role_bindings(load_config(raw).cluster):
+        cluster.kubectl("delete", "clusterrolebinding", binding["metadata"]["name"], "--ignore-not-found")
+    cluster.kubectl("delete", "secret", "-n", "kube-system", "--field-selector", f"type={BOOTSTRAP_TOKEN_TYPE}")
+    cluster.kubectl("delete", "csr", "--all")
+    fresh_namespace()
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    lab: LabState, systemd_hosts: list[LabHost], lab_raw: RawFactory, lab_images: list[images.Image], tmp_path_factory
+) -> Iterator[Fleet]:
+    _clean_slate(lab_raw(), systemd_hosts)
+    project = Project(tmp_path_factory.mktemp("engine-lab"), "lab", None, kubeconfig=str(ADMIN_KUBECONFIG))
+    fleet = Fleet(project, lab_raw, systemd_hosts, first=None)  # type: ignore[arg-type]
+    fleet.configure()
+    fleet.first = project.run(*UP)
+    if fleet.first.returncode == 0:
+        for host in systemd_hosts:  # no registry: the workload's images, imported into each node's containerd
+            images.load(host, lab_images)
+    yield fleet
+    project.run("destroy", "--yes", "--skip-preview")  # nothing left if a test stopped half-way
+
+
+# ---------------------------------------------------------------- what the cluster and hosts show
+
+
+def _ssh_sessions_since(host: LabHost, epoch: float) -> int:
+    """SSH logins the host accepted since `epoch`, this query's own excluded."""
+    count = remote.shell(
+        host, f"journalctl _COMM=sshd --since @{int(epoch)} -o cat | grep -c '^Accepted publickey' || true"
+    )
+    return int(count.strip() or 0) - 1
+
+
+def _bootstrap_tokens() -> list[str]:
+    secrets = cluster.get("secrets", "-n", "kube-system", "--field-selector", f"type={BOOTSTRAP_TOKEN_TYPE}")
+    return [s["metadata"]["name"] for s in secrets["items"]]
+
+
+def _pending_csrs() -> list[str]:
+    return [c["metadata"]["name"] for c in cluster.get("csr")["items"] if not c.get("status", {}).get("conditions")]
+
+
+def _all_ready_and_schedulable(names: list[str]) -> None:
+    nodes = cluster.nodes()
+    for name in names:
+        assert cluster.conditions(nodes[name])["Ready"] == "True", name
+        assert not nodes[name]["spec"].get("unschedulable"), f"{name} is still cordoned"
+
+
+def _capacity(pods: int, names: list[str]) -> None:
+    # The new capacity comes with the restarted kubelet's first status report (a known limit: README).
+    wait_for(
+        f"capacity {pods} pods on {names}",
+        lambda: all(cluster.nodes()[n]["status"]["capacity"]["pods"] == str(pods) for n in names),
+        timeout=60,
+    )
+
+
+def _max_pods(pods: int) -> Callable[[dict[str, Any]], None]:
+    return lambda raw: raw["defaults"].update(maxPods=pods)
+
+
+# ---------------------------------------------------------------- the tests, in order
+
+
+def test_a_first_up_makes_every_node_ready_and_logs_and_exec_work(fleet: Fleet) -> None:
+    first = fleet.first
+    assert first.returncode == 0, first.output
+    nodes = cluster.nodes()
+    for name in fleet.names:
+        assert cluster.conditions(nodes[name])["Ready"] == "True", name
+        assert nodes[name]["status"]["nodeInfo"]["kubeletVersion"] == pins.KUBERNETES
+    assert _pending_csrs() == []
+    assert _bootstrap_tokens() == []  # each revoked once its node joined
+    run_workload(fleet.names)
+    for name in fleet.names:
+        pod = f"echo-{name}"
+        logs = wait_for(
+            f"kubectl logs {pod}", lambda pod=pod: cluster.kubectl("logs", "-n", NAMESPACE, pod, check=False).stdout
+        )
+        assert f"as pod={pod} node={name}" in logs
+        probe = ["/echo", "-get", f"http://127.0.0.1:{PORT}/", "-expect", f"pod={pod}"]
+        assert cluster.kubectl("exec", "-n", NAMESPACE, pod, "--", *probe).returncode == 0
+    no_leak(first.output, "the first `up`'s output")
+
+
+def test_a_second_up_and_an_up_with_refresh_plan_nothing_and_open_no_ssh_session(fleet: Fleet) -> None:
+    started = time.time()
+    again = fleet.project.run(*UP)
+    assert again.returncode == 0, again.output
+    assert set(again.changes()) == {"same"}, again.changes()
+    assert again.changed() == {}
+    refreshed = fleet.project.run(*UP, "--refresh")
+    assert refreshed.returncode == 0, refreshed.output
+    assert refreshed.changed() == {}, refreshed.changed()
+    assert set(refreshed.changes()) <= {"same"}, refreshed.changes()
+    assert {h.name: _ssh_sessions_since(h, started) for h in fleet.hosts} == {n: 0 for n in fleet.names}
+
+
+def test_a_preview_of_a_kubelet_change_shows_each_nodes_kubelet_restart_and_batch(fleet: Fleet) -> None:
+    fleet.configure(_max_pods(77))
+    preview = fleet.project.run("preview", "--diff", "--policy-pack", str(ROOT / "policy"))
+    assert preview.returncode == 0, preview.output
+    diffs = preview.diffs()
+    per_node = {f"{n}{suffix}" for n in fleet.names for suffix in ("", "-membership", "-install", "-registration")}
+    assert set(diffs) <= per_node, set(diffs) - per_node  # nothing of the stack's own: bindings, identity
+    for batch, name in enumerate(fleet.names, start=1):  # maxUnavailable 1: one node per batch, in order
+        assert sorted(diffs[f"{name}-membership"]) == ["batch", "services.kubelet"], diffs[f"{name}-membership"]
+        assert f"{name}-install" in diffs
+        block = preview.output.split(f"{name}-membership", 1)[1].split("pulumi-python:dynamic:Resource", 1)[0]
+        assert "batch" in block and f"{batch}" in block and "kubelet" in block, block
+        assert "containerd" not in diffs[f"{name}-membership"] and "kube-proxy" not in block
+
+
+def test_a_rolling_kubelet_change_cordons_one_node_at_a_time_and_the_service_keeps_answering(fleet: Fleet) -> None:
+    fresh_namespace()
+    service_ip = run_deployment("web", replicas=3, min_available=2)
+    fleet.configure(_max_pods(77))
+    with Watch(service_ip, fleet.hosts[-1]) as watch:
+        result = fleet.project.run(*UP)
+    assert result.returncode == 0, result.output
+    assert result.changed(REMOTE_COMMAND) == {f"{n}-install": "update" for n in fleet.names}
+    assert watch.cordoned_max == 1, watch.cordoned_max  # maxUnavailable 1: never two at once
+    assert watch.cordoned_seen == set(fleet.names)  # ...and each one was
+    assert watch.probes > 10 and watch.failures == [], watch.failures
+    _all_ready_and_schedulable(fleet.names)
+    _capacity(77, fleet.names)
+    assert len(ready_pods("web")) == 3
+
+
+def test_an_up_targeting_one_worker_node_changes_only_that_node(fleet: Fleet) -> None:
+    target = fleet.names[1]
+    fleet.configure(_max_pods(76))  # a change for every node; only one is targeted
+    urn = fleet.project.urn(WORKER_NODE, target)
+    result = fleet.project.run(*UP, "--target", urn, "--target-dependents")
+    assert result.returncode == 0, result.output
+    changed = result.changed()
+    assert changed and all(name.startswith(target) for name in changed), changed
+    assert changed.get(f"{target}-install") == "update", changed
+    _capacity(76, [target])
+    nodes = cluster.nodes()
+    assert {n: nodes[n]["status"]["capacity"]["pods"] for n in fleet.names if n != target} == {
+        n: "77" for n in fleet.names if n != target
+    }
+    _all_ready_and_schedulable(fleet.names)
+
+
+def test_an_up_killed_during_a_rolling_change_converges_after_cancel(fleet: Fleet) -> None:
+    fleet.configure(_max_pods(75))
+
+    def cordoned() -> bool:
+        return any(n["spec"].get("unschedulable") for n in cluster.nodes().values())
+
+    killed = fleet.project.killed_when(cordoned, *UP)
+    assert killed.returncode != 0, killed.output  # it was killed, not finished
+    locked = fleet.project.run(*UP)
+    assert locked.returncode != 0 and "locked" in locked.output, locked.output
+    cancelled = fleet.project.run("cancel", "--yes")
+    assert cancelled.returncode == 0, cancelled.output
+    resumed = fleet.project.run(*UP)
+    assert resumed.returncode == 0, resumed.output
+    _all_ready_and_schedulable(fleet.names)
+    _capacity(75, fleet.names)
+    assert _bootstrap_tokens() == [] and _pending_csrs() == []
+    again = fleet.project.run(*UP)
+    assert again.returncode == 0 and again.changed() == {}, (again.changed(), again.output)
+
+
+def _at(version: str, sums: dict[str, dict[int, str]], allow_downgrade: bool = False) -> Callable[[dict], None]:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["defaults"]["maxPods"] = 75
+        raw["cluster"]["kubernetesVersion"] = version.lstrip("v")
+        for name in ("kubelet", "kube-proxy"):
+            raw["cluster"]["binaries"]["artifacts"][name]["sha256"] = {"amd64": sums[f"{name}@{version}"][1]}
+        if allow_downgrade:
+            raw["cluster"]["rollout"] = {"allowDowngrade": True}
+
+    return edit
+
+
+def _kubelet_versions(names: list[str]) -> set[str]:
+    nodes = cluster.nodes()
+    return {nodes[n]["status"]["nodeInfo"]["kubeletVersion"] for n in names}
+
+
+def test_a_downgrade_is_refused_in_preview_and_an_upgrade_rolls_out_with_the_workload_answering(
+    fleet: Fleet, sums: dict[str, dict[int, str]]
+) -> None:
+    older = pins.KUBERNETES_EXTRA[0]
+    assert f"kubelet@{older}" in sums, f"kubelet {older} is not built: python -m lab build --kubernetes {older}"
+    fleet.configure(_at(older, sums))
+    refused = fleet.project.run("preview", "--diff")
+    assert refused.returncode != 0, refused.output
+    assert "a downgrade" in refused.output and "cluster.kubernetesVersion" in refused.output, refused.output
+    assert _kubelet_versions(fleet.names) == {pins.KUBERNETES}
+
+    # Back to the older version on purpose (allowDowngrade), then the upgrade under test.
+    fleet.configure(_at(older, sums, allow_downgrade=True))
+    down = fleet.project.run(*UP)
+    assert down.returncode == 0, down.output
+    assert _kubelet_versions(fleet.names) == {older}
+    service_ip = cluster.get("service", "web", "-n", NAMESPACE)["spec"]["clusterIP"]
+    wait_for("3 web pods Ready", lambda: len(ready_pods("web")) == 3, timeout=180)
+    fleet.configure(_max_pods(75))
+    with Watch(service_ip, fleet.hosts[-1]) as watch:
+        upgrade = fleet.project.run(*UP)
+    assert upgrade.returncode == 0, upgrade.output
+    assert _kubelet_versions(fleet.names) == {pins.KUBERNETES}
+    assert watch.cordoned_max == 1 and watch.failures == [], (watch.cordoned_max, watch.failures)
+    _all_ready_and_schedulable(fleet.names)
+
+
+def test_a_node_left_out_of_the_config_is_drained_and_removed(fleet: Fleet) -> None:
+    gone = fleet.names[-1]
+    fleet.configure(lambda raw: (_max_pods(75)(raw), raw["nodes"].pop()))
+    result = fleet.project.run(*UP)
+    assert result.returncode == 0, result.output
+    assert result.changed() == {
+        gone: "delete",
+        f"{gone}-membership": "delete",
+        f"{gone}-install": "delete",
+        f"{gone}-registration": "delete",
+    }
+    assert gone not in cluster.nodes()
+    host = fleet.hosts[-1]
+    assert remote.shell(host, "ls /etc/kubernetes /var/lib/kubelet 2>/dev/null | head -n 5 || true").strip() == ""
+    wait_for("3 web pods Ready on the other nodes", lambda: len(ready_pods("web")) == 3, timeout=180)
+    assert gone not in ready_pods("web").values()
+
+
+def test_state_and_every_engine_output_hold_no_secret_in_clear(fleet: Fleet) -> None:
+    no_leak(fleet.project.export(), "`pulumi stack export`")
+    for index, output in enumerate(fleet.project.outputs):
+        no_leak(output, f"the output of pulumi run {index + 1}")
+    for log in sorted(fleet.project.events.glob("*.jsonl")):
+        no_leak(log.read_text(), f"the event log {log.name}")
+    assert any(DYNAMIC in output or "membership" in output for output in fleet.project.outputs)
+
+
+def test_destroy_leaves_no_node_and_no_host_file(fleet: Fleet) -> None:
+    result = fleet.project.run("destroy", "--yes", "--skip-preview")
+    assert result.returncode == 0, result.output
+    assert not set(fleet.names) & set(cluster.nodes())
+    assert _bootstrap_tokens() == []
+    for host in fleet.hosts:
+        left = remote.shell(host, "ls /etc/kubernetes /var/lib/kubelet 2>/dev/null | head -n 5 || true")
+        assert left.strip() == "", (host.name, left)
