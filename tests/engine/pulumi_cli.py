@@ -85,13 +85,15 @@ class Result:
         return {}
 
     def diffs(self) -> dict[str, list[str]]:
-        """resource name -> the property paths the engine says changed (`detailedDiff`, else `diffs`)."""
+        """resource name -> the input paths that change (`services.kubelet`), from the step's old and
+        new inputs (dynamic providers give the engine no detailed diff of their own)."""
         found: dict[str, list[str]] = {}
         for event in self.events:
             meta = (event.get("resourcePreEvent") or {}).get("metadata")
             if meta and meta.get("op") not in ("same", "refresh"):
-                keys = list((meta.get("detailedDiff") or {}).keys()) or list(meta.get("diffs") or [])
-                found[meta["urn"].rsplit("::", 1)[1]] = keys
+                old = (meta.get("old") or {}).get("inputs") or {}
+                new = (meta.get("new") or {}).get("inputs") or {}
+                found[meta["urn"].rsplit("::", 1)[1]] = _changed_paths(old, new)
         return found
 
     def engine_seconds(self) -> float | None:
@@ -99,6 +101,15 @@ class Result:
             if "summaryEvent" in event:
                 return event["summaryEvent"].get("durationSeconds")
         return None
+
+
+def _changed_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        paths = []
+        for key in sorted(set(old) | set(new)):
+            paths += _changed_paths(old.get(key), new.get(key), f"{prefix}{key}.")
+        return paths
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 class Project:
