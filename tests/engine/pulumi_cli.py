@@ -159,7 +159,9 @@ class Project:
     def _result(self, args: tuple[str, ...], returncode: int, output: str, log: Path, seconds: float) -> Result:
         events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
         self.outputs.append(output)
-        log.with_suffix(".out").write_text(f"$ pulumi {' '.join(args)}\nexit {returncode}\n{output}")  # for post-mortems
+        log.with_suffix(".out").write_text(
+            f"$ pulumi {' '.join(args)}\nexit {returncode}\n{output}"
+        )  # for post-mortems
         return Result(args, returncode, output, events, seconds)
 
     def run(self, *args: str, stdin: str | None = None, timeout: int = 1800) -> Result:
