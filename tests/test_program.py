@@ -566,3 +566,16 @@ def test_a_membership_update_drains_without_a_new_token_and_issues_a_token_witho
     new_id = reissued["tokenId"]
     assert calls == [("issue", new_id), ("revoke", "old"), ("prepare",)]
     assert new_id != "old" and reissued["tokenSecret"] != "s" and reissued["expires_at"] == 9
+
+
+def test_a_preview_declares_every_batch_without_waiting(test_ca, ssh_key):
+    """A preview runs nothing: batch 2's membership is declared before batch 1's registration is
+    done (without a cluster every node is its own batch, and waiting chained the whole fleet)."""
+    from tests.conftest import base_config
+
+    first, second = NODES
+    preview = run_program(base_config(test_ca, ssh_key), preview=True, slow=(f"{first}-registration",))
+    assert preview.error is None, preview.error
+    order = [r.name for r in preview.resources]  # as they finished
+    assert order.index(f"{second}-membership") < order.index(f"{first}-registration")
+    assert _named(preview, "-membership")[second].inputs["batch"] == 2
