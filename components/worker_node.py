@@ -35,8 +35,6 @@ class NodeCredentials:
 class WorkerNode(pulumi.ComponentResource):
     name: pulumi.Output[str]
     address: pulumi.Output[str]
-    bootstrap_token_id: pulumi.Output[str]
-    files: pulumi.Output[list[dict[str, str]]]
 
     def __init__(
         self,
@@ -123,14 +121,6 @@ class WorkerNode(pulumi.ComponentResource):
 
         self.name = pulumi.Output.from_input(node.name)
         self.address = pulumi.Output.from_input(str(node.address))
-        self.bootstrap_token_id = token_id
-        self.files = pulumi.Output.from_input([{"path": f.path, "mode": f.mode} for f in review_plan.files])
-        self.register_outputs(
-            {
-                "name": self.name,
-                "address": self.address,
-                "bootstrapTokenId": self.bootstrap_token_id,
-                "files": self.files,
-                **facts,
-            }
-        )
+        # Small on purpose: the engine writes every output into state after every step, and prints
+        # the stack's outputs on every run (the file list per node: `make render`, README file map).
+        self.register_outputs({"name": self.name, "address": self.address, **facts})

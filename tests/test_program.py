@@ -267,26 +267,20 @@ def test_command_manifest_matches_the_placed_files(run):
         assert install.inputs["delete"].startswith("/bin/bash -s <<'K8S_WORKERS_REMOVE_SCRIPT'")
 
 
-def test_component_outputs(run):
+def test_component_and_stack_outputs_stay_small(run):
+    """A node's outputs are its name, address and what the policy pack checks; the stack's are a
+    count and each node's address: no per-node file list in state or in every run's output."""
     outputs = [o for urn, o in run.component_outputs.items() if "WorkerNode" in urn]
     by_name = {o["name"]: o for o in outputs}
     assert set(by_name) == set(NODES)
-    token_ids = {node: token_id for node, (token_id, _) in _tokens(run).items()}
-    for node, out in by_name.items():
-        assert out["bootstrapTokenId"] == token_ids[node]
-        assert {"path": PATHS.kubelet_config, "mode": "0600"} in out["files"]
-        assert {"path": PATHS.ca_cert, "mode": "0644"} in out["files"]
-        # and what the policy pack checks on the node (no secrets: the whole run has none in clear)
-        assert set(out) == {
-            "name",
-            "address",
-            "bootstrapTokenId",
-            "files",
-            "insecureIgnoreHostKey",
-            "kubeletConfiguration",
-            "kubeletArgs",
-        }
+    for out in by_name.values():
+        # what the policy pack checks on the node (no secrets: the whole run has none in clear)
+        assert set(out) == {"name", "address", "insecureIgnoreHostKey", "kubeletConfiguration", "kubeletArgs"}
     assert by_name["worker-1"]["address"] == "192.0.2.11"
+    assert run.stack_outputs == {
+        "nodeCount": len(NODES),
+        "nodes": {"worker-1": "192.0.2.11", "worker-2.example.org": "192.0.2.12"},
+    }
 
 
 def test_render_equals_what_the_components_place(run, tmp_path):
