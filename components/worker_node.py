@@ -18,7 +18,7 @@ from components.sequencing import once_done
 from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.decisions.rollout import service_digests
 from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets, kubelet_configuration, kubelet_node_args
-from k8s_workers.scripts.commands import install_command, install_script, removal_command
+from k8s_workers.scripts.commands import install_command, install_stdin, removal_command
 from k8s_workers.scripts.install_plan import plan_node
 
 _EVERY_INPUT = ["connection", "create", "stdin", "delete", "logging", "addPreviousOutputInEnv"]
@@ -78,7 +78,7 @@ class WorkerNode(pulumi.ComponentResource):
                 credentials.kube_proxy_key_pem,
                 membership.expires_at,
             ).apply(
-                lambda a: install_script(
+                lambda a: install_stdin(
                     plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3], a[4]), peers)
                 )
             )

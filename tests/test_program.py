@@ -263,8 +263,11 @@ def test_command_manifest_matches_the_placed_files(run):
                 assert manifest[path][1] == "secret-on-stdin"
             else:
                 assert manifest[path][1] == f"sha256:{sha256_text(content)}"
-        assert install.inputs["create"].startswith("/bin/bash -s")
-        assert install.inputs["delete"].startswith("/bin/bash -s <<'K8S_WORKERS_REMOVE_SCRIPT'")
+        assert install.inputs["create"].startswith("/bin/bash -c ")
+        # The removal script is one of the placed files; the command only runs it.
+        assert install.inputs["delete"].startswith("/bin/bash -s <<'K8S_WORKERS_REMOVE'")
+        assert f'exec /bin/bash "${{K8SW_ROOT:-}}{PATHS.removal_script}"' in install.inputs["delete"]
+        assert len(install.inputs["delete"]) < 1000
 
 
 def test_component_and_stack_outputs_stay_small(run):
@@ -329,10 +332,15 @@ def test_removing_a_node_from_config_removes_its_resources(test_ca, ssh_key):
     result = run_program(raw)
     assert result.error is None
     assert [r.name for r in result.of_type(REMOTE)] == ["worker-1-install"]
-    # What the engine runs when the node disappears: the delete command kept in state.
-    delete = run_program(base_config(test_ca, ssh_key)).named("worker-2.example.org-install").inputs["delete"]
-    assert "systemctl disable --now" in delete
-    assert "remove '/var/lib/kubelet/config.yaml'" in delete
+    # What the engine runs when the node disappears: the delete command kept in state runs the
+    # removal script the install placed (one of its files, on stdin).
+    full = run_program(base_config(test_ca, ssh_key))
+    delete = full.named("worker-2.example.org-install").inputs["delete"]
+    assert PATHS.removal_script in delete and "'worker-2.example.org'" in delete
+    removal = placed_files(_stdin(full, "worker-2.example.org"))[PATHS.removal_script]
+    assert removal[0] == "0700"
+    assert "systemctl disable --now" in removal[1]
+    assert "remove '/var/lib/kubelet/config.yaml'" in removal[1]
 
 
 def test_host_key_check_is_off_only_when_asked(test_ca, ssh_key):
@@ -404,7 +412,7 @@ def test_the_install_manifest_is_known_at_the_first_preview(test_ca, ssh_key):
     assert preview.error is None, preview.error
     for install in preview.of_type(REMOTE):
         create = install.inputs.get("create")
-        assert isinstance(create, str) and create.startswith("/bin/bash -s"), create
+        assert isinstance(create, str) and create.startswith("/bin/bash -c "), create
         assert "# file /etc/kubernetes/bootstrap-kubelet.conf 0600 secret-on-stdin" in create
 
 
