@@ -52,7 +52,9 @@ class WorkerNode(pulumi.ComponentResource):
             "kubeletConfiguration": kubelet_configuration(cluster, node),
             "kubeletArgs": [*kubelet_node_args(node), *node.kubelet_extra_args],
         }
-        super().__init__("k8s-workers:index:WorkerNode", node.name, facts, opts)
+        # Outputs only (the pack's stack policies read a component's outputs): as inputs they were a
+        # second copy in state, and an 80-line kubelet configuration in every diff of the node.
+        super().__init__("k8s-workers:index:WorkerNode", node.name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         prefix = node.name
 
