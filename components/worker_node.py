@@ -117,7 +117,7 @@ class WorkerNode(pulumi.ComponentResource):
 
         # Serving certificates, labels and taints on the Node, the token revoked: after the install.
         self.registration = NodeRegistration(
-            cluster, node, token_id, credentials.kubeconfig, service_digests(review_plan),
+            cluster, node, credentials.kubeconfig, service_digests(review_plan),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
         )  # fmt: skip
 

@@ -138,10 +138,9 @@ def _review_plan(config: StackConfig, name: str) -> NodePlan:
 
 
 def registration_props(config: StackConfig, name: str) -> dict:
-    token_id = lab_token(name)[0].split(".")[0]
     services = service_digests(_review_plan(config, name))
     return node_registration.registration_props(
-        config.cluster, _node(config, name), token_id, ADMIN_KUBECONFIG.read_text(), services
+        config.cluster, _node(config, name), ADMIN_KUBECONFIG.read_text(), services
     )
 
 

@@ -356,14 +356,14 @@ def test_host_key_check_is_off_only_when_asked(test_ca, ssh_key):
 def test_each_node_registers_after_its_install(run):
     registrations = {r.name: r for r in run.of_type(DYNAMIC) if r.name.endswith("-registration")}
     assert set(registrations) == {f"{n}-registration" for n in NODES}
-    tokens = _tokens(run)
     for node in NODES:
         registration = registrations[f"{node}-registration"]
         assert registration.inputs["node"] == node
         assert registration.inputs["approveServing"] is True
         address = {"worker-1": "192.0.2.11", "worker-2.example.org": "192.0.2.12"}[node]
         assert registration.inputs["inventory"] == [{"name": node, "addresses": [address]}]  # linear in nodes
-        assert registration.inputs["tokenId"] == tokens[node][0]  # revoked once joined
+        # It revokes the node's tokens once joined; the generation (known at preview) re-runs it on a re-issue.
+        assert registration.inputs["tokenGeneration"] == 1 and "tokenId" not in registration.inputs
         assert any(d.endswith(f"::{node}-install") for d in registration.dependencies)
     assert registrations["worker-1-registration"].inputs["labels"] == {"node.kubernetes.io/pool": "general"}
     assert registrations["worker-2.example.org-registration"].inputs["taints"] == [
@@ -530,12 +530,12 @@ def test_a_registration_of_a_host_gone_for_good_only_revokes_its_token(monkeypat
 
     calls: list[str] = []
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
-    monkeypatch.setattr(cluster_api, "revoke_bootstrap_token", lambda api, token_id: calls.append(f"revoke {token_id}"))
+    monkeypatch.setattr(cluster_api, "revoke_node_bootstrap_tokens", lambda api, node: calls.append(f"revoke {node}"))
     for name in ("approve_serving_certificates", "reconcile_node_metadata", "uncordon_if_ours"):
         monkeypatch.setattr(cluster_api, name, lambda *a, name=name, **k: calls.append(name))
-    props = {"node": "n1", "tokenId": "abc123", "hostGone": True, "approveServing": True, "labels": {}, "taints": []}
+    props = {"node": "n1", "tokenGeneration": 1, "hostGone": True, "approveServing": True, "labels": {}, "taints": []}
     node_registration.register(props)
-    assert calls == ["revoke abc123"]
+    assert calls == ["revoke n1"]
     calls.clear()
     node_registration.retire(props)  # removal: no drain of a node whose pods cannot stop
     assert calls == []
