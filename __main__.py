@@ -50,15 +50,7 @@ for number, names in enumerate(rolling, start=1):
         workers[name] = worker(name, number, previous)
     previous = [workers[name].registration for name in names]
 
-pulumi.export(
-    "nodes",
-    {
-        name: {
-            "name": worker.name,
-            "address": worker.address,
-            "bootstrapTokenId": worker.bootstrap_token_id,
-            "files": worker.files,
-        }
-        for name, worker in workers.items()
-    },
-)
+# What a person needs at the end of a run, a few lines whatever the fleet's size: the nodes and
+# their addresses (each node's files: `make render`; what changed: the run's summary).
+pulumi.export("nodeCount", len(workers))
+pulumi.export("nodes", {name: worker.address for name, worker in workers.items()})

@@ -16,6 +16,7 @@ Usage: venv/bin/python benchmarks/bench_engine.py [--repeat 3] [--keep]
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -53,6 +54,7 @@ class Bench:
         self.hosts, self.sums, self.workdir = hosts, sums, workdir
         self.stacks = 0
         self.rows: dict[str, list[float]] = {}
+        self.state_bytes: dict[str, int] = {}
 
     def record(self, name: str, seconds: float) -> None:
         self.rows.setdefault(name, []).append(seconds)
@@ -77,6 +79,19 @@ class Bench:
         result = ok(project.run(*args))
         self.record(name, result.seconds)
         return result
+
+
+def state_bytes_per_node(project: Project, node: str) -> dict[str, int]:
+    """What one node's resources weigh in the stack's state (`pulumi stack export`, secrets as
+    ciphertext): the engine rewrites all of it after every step."""
+    document = json.loads(project.export())
+    sizes: dict[str, int] = {}
+    for resource in document["deployment"]["resources"]:
+        name = resource["urn"].rsplit("::", 1)[1]
+        if name == node or name.startswith(f"{node}-"):
+            sizes[name] = len(json.dumps(resource))
+    sizes["whole state"] = len(json.dumps(document))
+    return sizes
 
 
 def clean_slate(hosts: list[LabHost], sums: dict[str, dict[int, str]]) -> None:
@@ -105,6 +120,7 @@ def one_round(bench: Bench, workload: list[images.Image]) -> dict[str, int]:
         bench.timed(f"first `pulumi up` -> all Ready, {n} node{'s' if n > 1 else ''}", project, *UP)
         cluster.wait_ready(h.name for h in hosts[:n])  # `up` returned only once they were: this is a check
         if n == NODES:
+            bench.state_bytes = state_bytes_per_node(project, hosts[0].name)
             before = {h.name: int(remote.shell(h, SSH_LOG).strip() or 0) for h in hosts}
             noop = bench.timed(f"no-op `pulumi up`, {n} nodes", project, *UP)
             after = {h.name: int(remote.shell(h, SSH_LOG).strip() or 0) for h in hosts}
@@ -150,6 +166,7 @@ def main() -> None:
     for name, values in bench.rows.items():
         print(f"| {name} | {statistics.median(values):.1f} | {', '.join(f'{v:.1f}' for v in values)} |")
     print(f"SSH sessions per node opened by the no-op up: {max(max(s.values()) for s in sessions)}")
+    print(f"state bytes, one node's resources and the whole {NODES}-node stack: {bench.state_bytes}")
     if not args.keep:
         down()
 

@@ -30,7 +30,8 @@ from k8s_workers.config.loader import Cluster, Node
 
 TIMEOUT_S = 60.0  # the node is Ready when this runs: its kubelet asks within seconds
 _INPUTS = (
-    "node", "inventory", "approveServing", "labels", "taints", "tokenId", "services", "drain", "drainOptions", "hostGone"
+    "node", "inventory", "approveServing", "labels", "taints", "tokenGeneration", "services", "drain", "drainOptions",
+    "hostGone",
 )  # fmt: skip
 
 
@@ -52,7 +53,7 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
         api_client,
         approve_serving_certificates,
         reconcile_node_metadata,
-        revoke_bootstrap_token,
+        revoke_node_bootstrap_tokens,
         uncordon_if_ours,
     )
 
@@ -61,7 +62,7 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
     approved: list[str] = []
     left_alone: list[str] = []
     if props.get("hostGone"):  # nothing to approve or label on a host that is gone; its Node may be too
-        revoke_bootstrap_token(api, props["tokenId"])
+        revoke_node_bootstrap_tokens(api, node)
         return {**props, "approved": approved, "left_alone": left_alone}
     if props.get("approveServing"):
         report = approve_serving_certificates(api, _inventory(props), {node}, timeout=TIMEOUT_S)
@@ -72,7 +73,7 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
             )
         approved, left_alone = [v.csr for v in report.approved], report.lines()
     reconcile_node_metadata(api, node, _declared(props))
-    revoke_bootstrap_token(api, props["tokenId"])
+    revoke_node_bootstrap_tokens(api, node)
     uncordon_if_ours(api, node)  # the install before this returned Ready
     return {**props, "approved": approved, "left_alone": left_alone}
 
@@ -93,8 +94,8 @@ def drift(props: dict[str, Any]) -> list[str]:
     """What the cluster lacks compared with the last `up`: the reasons an update is planned."""
     from k8s_workers.cluster_api import (
         api_client,
-        bootstrap_token_exists,
         cordoned_by_us,
+        node_bootstrap_tokens,
         node_metadata_drift,
         pending_for,
     )
@@ -105,8 +106,8 @@ def drift(props: dict[str, Any]) -> list[str]:
         reasons.append("approved")  # a renewal is waiting
     if node_metadata_drift(api, props["node"], _declared(props)):
         reasons.append("labels")
-    if bootstrap_token_exists(api, props["tokenId"]):
-        reasons.append("tokenId")  # still authenticates: revoke it
+    if node_bootstrap_tokens(api, props["node"]):
+        reasons.append("tokenGeneration")  # a token of the node still authenticates: revoke it
     if cordoned_by_us(api, props["node"]):
         reasons.append("services")  # a rollout stopped after its cordon: uncordon once Ready
     return reasons
@@ -133,7 +134,7 @@ class _Provider(ResourceProvider):
 
 
 def registration_props(
-    cluster: Cluster, node: Node, token_id: Any, kubeconfig: Any, services: dict[str, str] | None = None
+    cluster: Cluster, node: Node, kubeconfig: Any, services: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """The resource's inputs (Outputs in the program, plain values in the lab). `services`: the
     node's per-service digests, so a change that restarts something updates this after the install."""
@@ -147,7 +148,9 @@ def registration_props(
         "approveServing": cluster.serving_certificates == "approve",
         "labels": dict(node.labels),
         "taints": [t.model_dump() for t in node.taints],
-        "tokenId": token_id,
+        # Which token is the membership's business: this revokes every token made for the node once
+        # it has joined. The generation, known at preview, makes a re-issue update this too.
+        "tokenGeneration": node.token_generation,
         "services": services or {},
         "drain": cluster.rollout.drain,
         "drainOptions": drain_options(cluster),
@@ -166,7 +169,6 @@ class NodeRegistration(pulumi.dynamic.Resource):
         self,
         cluster: Cluster,
         node: Node,
-        token_id: pulumi.Input[str],
         kubeconfig: pulumi.Input[str] | None,
         services: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -175,7 +177,7 @@ class NodeRegistration(pulumi.dynamic.Resource):
             _Provider(),
             f"{node.name}-registration",
             registration_props(
-                cluster, node, token_id, pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None, services
+                cluster, node, pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None, services
             ),
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"])),
         )

@@ -18,7 +18,7 @@ from components.sequencing import once_done
 from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.decisions.rollout import service_digests
 from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets, kubelet_configuration, kubelet_node_args
-from k8s_workers.scripts.commands import install_command, install_script, removal_command
+from k8s_workers.scripts.commands import install_command, install_stdin, removal_command
 from k8s_workers.scripts.install_plan import plan_node
 
 _EVERY_INPUT = ["connection", "create", "stdin", "delete", "logging", "addPreviousOutputInEnv"]
@@ -35,8 +35,6 @@ class NodeCredentials:
 class WorkerNode(pulumi.ComponentResource):
     name: pulumi.Output[str]
     address: pulumi.Output[str]
-    bootstrap_token_id: pulumi.Output[str]
-    files: pulumi.Output[list[dict[str, str]]]
 
     def __init__(
         self,
@@ -54,7 +52,9 @@ class WorkerNode(pulumi.ComponentResource):
             "kubeletConfiguration": kubelet_configuration(cluster, node),
             "kubeletArgs": [*kubelet_node_args(node), *node.kubelet_extra_args],
         }
-        super().__init__("k8s-workers:index:WorkerNode", node.name, facts, opts)
+        # Outputs only (the pack's stack policies read a component's outputs): as inputs they were a
+        # second copy in state, and an 80-line kubelet configuration in every diff of the node.
+        super().__init__("k8s-workers:index:WorkerNode", node.name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         prefix = node.name
 
@@ -80,7 +80,7 @@ class WorkerNode(pulumi.ComponentResource):
                 credentials.kube_proxy_key_pem,
                 membership.expires_at,
             ).apply(
-                lambda a: install_script(
+                lambda a: install_stdin(
                     plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3], a[4]), peers)
                 )
             )
@@ -117,20 +117,12 @@ class WorkerNode(pulumi.ComponentResource):
 
         # Serving certificates, labels and taints on the Node, the token revoked: after the install.
         self.registration = NodeRegistration(
-            cluster, node, token_id, credentials.kubeconfig, service_digests(review_plan),
+            cluster, node, credentials.kubeconfig, service_digests(review_plan),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
         )  # fmt: skip
 
         self.name = pulumi.Output.from_input(node.name)
         self.address = pulumi.Output.from_input(str(node.address))
-        self.bootstrap_token_id = token_id
-        self.files = pulumi.Output.from_input([{"path": f.path, "mode": f.mode} for f in review_plan.files])
-        self.register_outputs(
-            {
-                "name": self.name,
-                "address": self.address,
-                "bootstrapTokenId": self.bootstrap_token_id,
-                "files": self.files,
-                **facts,
-            }
-        )
+        # Small on purpose: the engine writes every output into state after every step, and prints
+        # the stack's outputs on every run (the file list per node: `make render`, README file map).
+        self.register_outputs({"name": self.name, "address": self.address, **facts})

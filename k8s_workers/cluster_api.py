@@ -151,14 +151,29 @@ def create_bootstrap_token(api: client.ApiClient, manifest: dict[str, Any]) -> N
         core.replace_namespaced_secret(metadata["name"], metadata["namespace"], manifest)
 
 
-def bootstrap_token_exists(api: client.ApiClient, token_id: str) -> bool:
-    try:
-        client.CoreV1Api(api).read_namespaced_secret(f"bootstrap-token-{token_id}", "kube-system")
-        return True
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
+def node_bootstrap_tokens(api: client.ApiClient, node: str) -> list[str]:
+    """The names of the token Secrets this program made for the node (its annotation says which)."""
+    from k8s_workers.render.cluster_objects import BOOTSTRAP_TOKEN_TYPE, MANAGED_BY, NODE_ANNOTATION
+
+    found = client.CoreV1Api(api).list_namespaced_secret(
+        "kube-system",
+        field_selector=f"type={BOOTSTRAP_TOKEN_TYPE}",
+        label_selector=",".join(f"{k}={v}" for k, v in MANAGED_BY.items()),
+    )
+    return [s.metadata.name for s in found.items if (s.metadata.annotations or {}).get(NODE_ANNOTATION) == node]
+
+
+def revoke_node_bootstrap_tokens(api: client.ApiClient, node: str) -> list[str]:
+    """Delete every token Secret made for the node (it has joined: it needs none). The names deleted."""
+    revoked = []
+    for name in node_bootstrap_tokens(api, node):
+        try:
+            client.CoreV1Api(api).delete_namespaced_secret(name, "kube-system")
+            revoked.append(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    return revoked
 
 
 def revoke_bootstrap_token(api: client.ApiClient, token_id: str) -> bool:

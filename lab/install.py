@@ -14,7 +14,7 @@ from k8s_workers.config.loader import StackConfig
 from k8s_workers.decisions.rollout import batches, service_digests
 from k8s_workers.render.cluster_objects import token_expires_at
 from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets
-from k8s_workers.scripts.commands import install_command, install_script, removal_command
+from k8s_workers.scripts.commands import install_command, install_stdin, removal_command
 from k8s_workers.scripts.install_plan import NodePlan, plan_node
 from lab import remote
 from lab.hosts import LabHost
@@ -84,7 +84,7 @@ def install_jobs(config: StackConfig, hosts: Iterable[LabHost]) -> list[NodeJob]
             continue  # a subset of hosts: only their nodes
         node_secrets = lab_secrets(node.name, config.cluster.bootstrap_token_ttl_hours)
         plan = plan_node(config.cluster, node, node_secrets, config.nodes)
-        jobs.append(NodeJob(by_name[node.name], plan, install_command(plan, node.ssh.user), install_script(plan)))
+        jobs.append(NodeJob(by_name[node.name], plan, install_command(plan, node.ssh.user), install_stdin(plan)))
     return jobs
 
 
@@ -138,10 +138,9 @@ def _review_plan(config: StackConfig, name: str) -> NodePlan:
 
 
 def registration_props(config: StackConfig, name: str) -> dict:
-    token_id = lab_token(name)[0].split(".")[0]
     services = service_digests(_review_plan(config, name))
     return node_registration.registration_props(
-        config.cluster, _node(config, name), token_id, ADMIN_KUBECONFIG.read_text(), services
+        config.cluster, _node(config, name), ADMIN_KUBECONFIG.read_text(), services
     )
 
 

@@ -54,6 +54,7 @@ class Registration:
 class Run:
     resources: list[Registration] = field(default_factory=list)
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stack_outputs: dict[str, Any] = field(default_factory=dict)  # what the program exports
     error: BaseException | None = None
 
     def of_type(self, type_: str) -> list[Registration]:
@@ -274,6 +275,9 @@ def run_program(
         except Exception as exc:
             run.error = exc
         await pulumi.runtime.stack.wait_for_rpcs()
+        root = pulumi.runtime.settings.get_root_resource()  # the Stack the mocks made: it holds the exports
+        for key, value in (getattr(root, "outputs", None) or {}).items():
+            run.stack_outputs[key] = await pulumi.Output.from_input(value).future()
 
     try:
         loop.run_until_complete(program())

@@ -120,6 +120,10 @@ class ScratchHost:
         (self.root / "sys/fs/cgroup").mkdir(parents=True, exist_ok=True)
 
     def run(self, script: str, path: str | None = None, **env: str) -> ScriptResult:
+        return self.run_command("bash -s", script, path, **env)
+
+    def run_command(self, command: str, stdin: str, path: str | None = None, **env: str) -> ScriptResult:
+        """`command` as an SSH session starts it (the login shell's `-c`), `stdin` on its stdin."""
         environment = {
             "PATH": path or f"{self.bin}:{os.environ['PATH']}",
             "K8SW_ROOT": str(self.root),
@@ -127,8 +131,9 @@ class ScratchHost:
             **env,
         }
         result = subprocess.run(
-            ["bash", "-s"], input=script, capture_output=True, text=True, env=environment, check=False, timeout=120
-        )
+            ["bash", "-c", command], input=stdin, capture_output=True, text=True, env=environment, check=False,
+            timeout=120,
+        )  # fmt: skip
         return ScriptResult(result.returncode, result.stdout, result.stderr)
 
     def calls(self) -> list[str]:

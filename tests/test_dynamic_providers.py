@@ -54,7 +54,7 @@ REGISTRATION = {
     "approveServing": True,
     "labels": {"pool": "a"},
     "taints": [],
-    "tokenId": "abc123",
+    "tokenGeneration": 1,
     "kubeconfig": "not a kubeconfig: the drift check fails and plans nothing",
 }
 

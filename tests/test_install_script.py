@@ -13,7 +13,7 @@ import pytest
 from k8s_workers.config.loader import load_config
 from k8s_workers.render.host_paths import PATHS
 from k8s_workers.render.node_files import PLACEHOLDER_SECRETS
-from k8s_workers.scripts.commands import install_script, removal_script
+from k8s_workers.scripts.commands import install_command, install_script, install_stdin, removal_command, removal_script
 from k8s_workers.scripts.install_plan import NodePlan, plan_node
 from lab.pki import client_certificate
 from tests.conftest import base_config
@@ -300,6 +300,44 @@ def test_a_script_cut_short_in_transit_runs_nothing(host, test_ca, server, fract
     assert "K8S_WORKERS_SUMMARY" not in result.stdout
     assert list(host.root.iterdir()) == [], "a partial script changed the host"
     assert host.calls() == []
+
+
+def test_the_command_line_unpacks_the_script_from_stdin_and_the_removal_command_runs_the_placed_script(
+    host, test_ca, server
+):
+    plan = _plan(_raw(test_ca, server))
+    result = host.run_command(install_command(plan, "root"), install_stdin(plan))
+    assert result.returncode == 0, result.stderr
+    assert result.summary["files_changed"]
+    placed = host.root / PATHS.removal_script.lstrip("/")
+    assert placed.read_text() == removal_script(plan) and oct(placed.stat().st_mode & 0o777) == "0o700"
+    removed = host.run_command(removal_command(plan, "root"), install_stdin(plan))  # the engine sends it too
+    assert removed.returncode == 0, removed.stderr
+    assert "K8S_WORKERS_REMOVED" in removed.stdout
+    assert [p for p in host.root.rglob("*") if not p.is_dir()] == []  # the script removed itself too
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9, 0.999])
+def test_a_stdin_cut_short_in_transit_runs_nothing(host, test_ca, server, fraction):
+    plan = _plan(_raw(test_ca, server))
+    stdin = install_stdin(plan)
+    result = host.run_command(install_command(plan, "root"), stdin[: int(len(stdin) * fraction)])
+    assert result.returncode != 0
+    assert "the install script arrived incomplete: nothing ran" in result.stderr
+    assert list(host.root.iterdir()) == [], "a partial script changed the host"
+    assert host.calls() == []
+
+
+def test_the_removal_command_leaves_a_host_that_now_holds_another_node_alone(host, test_ca, server):
+    raw = _raw(test_ca, server)
+    old_plan = _plan(raw)
+    raw["nodes"][0]["name"] = "renamed-1"
+    _installed(host, raw)
+    before = host.snapshot()
+    result = host.run_command(removal_command(old_plan, "root"), "")
+    assert result.returncode == 0, result.stderr
+    assert f"this host does not hold node {old_plan.node}: nothing removed" in result.stdout
+    assert host.snapshot() == before
 
 
 def test_files_that_were_there_before_are_given_back_on_removal(host, test_ca, server):

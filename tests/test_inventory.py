@@ -63,7 +63,7 @@ def test_a_list_of_inventory_files_and_defaults_apply_to_their_nodes(project, te
     raw["inventory"] = ["a.yaml", "b.yaml"]
     run = run_program(raw)
     assert run.error is None, run.error
-    facts = {r.name: r.inputs for r in run.of_type("k8s-workers:index:WorkerNode")}
+    facts = {urn.rsplit("::", 1)[1]: o for urn, o in run.component_outputs.items() if "WorkerNode" in urn}
     assert facts["w-20"]["kubeletConfiguration"]["maxPods"] == 110
     assert facts["w-21"]["kubeletConfiguration"]["maxPods"] == 40
     registration = run.named("w-20-registration")

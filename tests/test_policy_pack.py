@@ -146,8 +146,13 @@ def _program_run(test_ca, ssh_key, edit=None) -> Run:
 @pytest.fixture(scope="module")
 def rendered(test_ca, ssh_key) -> dict[str, dict[str, Any]]:
     """Each node's WorkerNode facts as the program registers them."""
-    run = _program_run(test_ca, ssh_key)
-    return {r.name: r.inputs for r in run.of_type(WORKER_NODE)}
+    return _facts(_program_run(test_ca, ssh_key))
+
+
+def _facts(run) -> dict[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """node -> what its WorkerNode registers as outputs: what the engine gives the pack's stack
+    policies for a component (its outputs, not its inputs: seen with the real engine)."""
+    return {urn.rsplit("::", 1)[1]: o for urn, o in run.component_outputs.items() if WORKER_NODE in urn}
 
 
 def test_the_program_registers_each_nodes_kubelet_facts_for_the_pack(rendered):
@@ -218,10 +223,7 @@ def test_the_program_with_self_signed_serving_and_a_hostname_override_is_flagged
         raw["nodes"][0]["hostnameOverride"] = True
 
     run = _program_run(test_ca, ssh_key, edit)
-    nodes = [
-        _node(r.name, config=r.inputs["kubeletConfiguration"], args=r.inputs["kubeletArgs"])
-        for r in run.of_type(WORKER_NODE)
-    ]
+    nodes = [_node(name, config=f["kubeletConfiguration"], args=f["kubeletArgs"]) for name, f in _facts(run).items()]
     found = _stack(validate_kubelet_cis_manual, nodes)
     assert sorted(f.split(": ", 2)[:2] for f in found) == [
         ["node worker-1", "CIS 4.2.7"],
@@ -238,10 +240,8 @@ def test_the_kubelet_check_reads_flags_as_text():
 def test_the_pack_passes_the_program_as_declared_and_catches_a_waived_host_key(test_ca, ssh_key):
     run = _program_run(test_ca, ssh_key, lambda raw: raw["nodes"][1]["ssh"].update(insecureIgnoreHostKey=True))
     nodes = {
-        r.name: _node(
-            r.name, r.inputs["insecureIgnoreHostKey"], r.inputs["kubeletConfiguration"], r.inputs["kubeletArgs"]
-        )
-        for r in run.of_type(WORKER_NODE)
+        name: _node(name, f["insecureIgnoreHostKey"], f["kubeletConfiguration"], f["kubeletArgs"])
+        for name, f in _facts(run).items()
     }
     resources: list[PolicyResource] = list(nodes.values())
     for r in run.of_type(REMOTE_COMMAND):

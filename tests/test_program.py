@@ -263,30 +263,27 @@ def test_command_manifest_matches_the_placed_files(run):
                 assert manifest[path][1] == "secret-on-stdin"
             else:
                 assert manifest[path][1] == f"sha256:{sha256_text(content)}"
-        assert install.inputs["create"].startswith("/bin/bash -s")
-        assert install.inputs["delete"].startswith("/bin/bash -s <<'K8S_WORKERS_REMOVE_SCRIPT'")
+        assert install.inputs["create"].startswith("/bin/bash -c ")
+        # The removal script is one of the placed files; the command only runs it.
+        assert install.inputs["delete"].startswith("/bin/bash -s <<'K8S_WORKERS_REMOVE'")
+        assert f'exec /bin/bash "${{K8SW_ROOT:-}}{PATHS.removal_script}"' in install.inputs["delete"]
+        assert len(install.inputs["delete"]) < 1000
 
 
-def test_component_outputs(run):
+def test_component_and_stack_outputs_stay_small(run):
+    """A node's outputs are its name, address and what the policy pack checks; the stack's are a
+    count and each node's address: no per-node file list in state or in every run's output."""
     outputs = [o for urn, o in run.component_outputs.items() if "WorkerNode" in urn]
     by_name = {o["name"]: o for o in outputs}
     assert set(by_name) == set(NODES)
-    token_ids = {node: token_id for node, (token_id, _) in _tokens(run).items()}
-    for node, out in by_name.items():
-        assert out["bootstrapTokenId"] == token_ids[node]
-        assert {"path": PATHS.kubelet_config, "mode": "0600"} in out["files"]
-        assert {"path": PATHS.ca_cert, "mode": "0644"} in out["files"]
-        # and what the policy pack checks on the node (no secrets: the whole run has none in clear)
-        assert set(out) == {
-            "name",
-            "address",
-            "bootstrapTokenId",
-            "files",
-            "insecureIgnoreHostKey",
-            "kubeletConfiguration",
-            "kubeletArgs",
-        }
+    for out in by_name.values():
+        # what the policy pack checks on the node (no secrets: the whole run has none in clear)
+        assert set(out) == {"name", "address", "insecureIgnoreHostKey", "kubeletConfiguration", "kubeletArgs"}
     assert by_name["worker-1"]["address"] == "192.0.2.11"
+    assert run.stack_outputs == {
+        "nodeCount": len(NODES),
+        "nodes": {"worker-1": "192.0.2.11", "worker-2.example.org": "192.0.2.12"},
+    }
 
 
 def test_render_equals_what_the_components_place(run, tmp_path):
@@ -335,10 +332,15 @@ def test_removing_a_node_from_config_removes_its_resources(test_ca, ssh_key):
     result = run_program(raw)
     assert result.error is None
     assert [r.name for r in result.of_type(REMOTE)] == ["worker-1-install"]
-    # What the engine runs when the node disappears: the delete command kept in state.
-    delete = run_program(base_config(test_ca, ssh_key)).named("worker-2.example.org-install").inputs["delete"]
-    assert "systemctl disable --now" in delete
-    assert "remove '/var/lib/kubelet/config.yaml'" in delete
+    # What the engine runs when the node disappears: the delete command kept in state runs the
+    # removal script the install placed (one of its files, on stdin).
+    full = run_program(base_config(test_ca, ssh_key))
+    delete = full.named("worker-2.example.org-install").inputs["delete"]
+    assert PATHS.removal_script in delete and "'worker-2.example.org'" in delete
+    removal = placed_files(_stdin(full, "worker-2.example.org"))[PATHS.removal_script]
+    assert removal[0] == "0700"
+    assert "systemctl disable --now" in removal[1]
+    assert "remove '/var/lib/kubelet/config.yaml'" in removal[1]
 
 
 def test_host_key_check_is_off_only_when_asked(test_ca, ssh_key):
@@ -354,14 +356,14 @@ def test_host_key_check_is_off_only_when_asked(test_ca, ssh_key):
 def test_each_node_registers_after_its_install(run):
     registrations = {r.name: r for r in run.of_type(DYNAMIC) if r.name.endswith("-registration")}
     assert set(registrations) == {f"{n}-registration" for n in NODES}
-    tokens = _tokens(run)
     for node in NODES:
         registration = registrations[f"{node}-registration"]
         assert registration.inputs["node"] == node
         assert registration.inputs["approveServing"] is True
         address = {"worker-1": "192.0.2.11", "worker-2.example.org": "192.0.2.12"}[node]
         assert registration.inputs["inventory"] == [{"name": node, "addresses": [address]}]  # linear in nodes
-        assert registration.inputs["tokenId"] == tokens[node][0]  # revoked once joined
+        # It revokes the node's tokens once joined; the generation (known at preview) re-runs it on a re-issue.
+        assert registration.inputs["tokenGeneration"] == 1 and "tokenId" not in registration.inputs
         assert any(d.endswith(f"::{node}-install") for d in registration.dependencies)
     assert registrations["worker-1-registration"].inputs["labels"] == {"node.kubernetes.io/pool": "general"}
     assert registrations["worker-2.example.org-registration"].inputs["taints"] == [
@@ -410,7 +412,7 @@ def test_the_install_manifest_is_known_at_the_first_preview(test_ca, ssh_key):
     assert preview.error is None, preview.error
     for install in preview.of_type(REMOTE):
         create = install.inputs.get("create")
-        assert isinstance(create, str) and create.startswith("/bin/bash -s"), create
+        assert isinstance(create, str) and create.startswith("/bin/bash -c "), create
         assert "# file /etc/kubernetes/bootstrap-kubelet.conf 0600 secret-on-stdin" in create
 
 
@@ -528,12 +530,12 @@ def test_a_registration_of_a_host_gone_for_good_only_revokes_its_token(monkeypat
 
     calls: list[str] = []
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
-    monkeypatch.setattr(cluster_api, "revoke_bootstrap_token", lambda api, token_id: calls.append(f"revoke {token_id}"))
+    monkeypatch.setattr(cluster_api, "revoke_node_bootstrap_tokens", lambda api, node: calls.append(f"revoke {node}"))
     for name in ("approve_serving_certificates", "reconcile_node_metadata", "uncordon_if_ours"):
         monkeypatch.setattr(cluster_api, name, lambda *a, name=name, **k: calls.append(name))
-    props = {"node": "n1", "tokenId": "abc123", "hostGone": True, "approveServing": True, "labels": {}, "taints": []}
+    props = {"node": "n1", "tokenGeneration": 1, "hostGone": True, "approveServing": True, "labels": {}, "taints": []}
     node_registration.register(props)
-    assert calls == ["revoke abc123"]
+    assert calls == ["revoke n1"]
     calls.clear()
     node_registration.retire(props)  # removal: no drain of a node whose pods cannot stop
     assert calls == []

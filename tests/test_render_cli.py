@@ -15,7 +15,7 @@ import yaml
 from components.stack_config import raw_from_stack_file
 from k8s_workers.config.loader import load_config
 from k8s_workers.render.node_files import PLACEHOLDER_SECRETS
-from k8s_workers.scripts.commands import install_script, removal_script
+from k8s_workers.scripts.commands import install_command, install_script, removal_command, removal_script
 from k8s_workers.scripts.install_plan import plan_node
 from tests.conftest import base_config
 
@@ -100,6 +100,9 @@ def test_generated_scripts_pass_shellcheck(tmp_path):
         for name, text in (
             (f"install-{suffix}.sh", install_script(plan)),
             (f"remove-{suffix}.sh", removal_script(plan)),
+            # The command lines the SSH sessions start (the login shell runs them as a script).
+            (f"install-command-{suffix}.sh", install_command(plan, "root")),
+            (f"remove-command-{suffix}.sh", removal_command(plan, "root")),
         ):
             path = tmp_path / f"{node.name}-{name}"
             path.write_text(text)

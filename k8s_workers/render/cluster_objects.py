@@ -12,6 +12,7 @@ from k8s_workers.config.k8s_names import bootstrap_group_for
 from k8s_workers.config.loader import Cluster
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "k8s-workers"}
+NODE_ANNOTATION = "k8s-workers/node"  # on a bootstrap token's Secret: the node it was made for
 # The group only this program's bootstrap tokens carry: the bootstrap roles are bound to it, not to
 # every `system:bootstrappers` member, so a token made for anything else gets no node certificate.
 BOOTSTRAP_GROUP = "system:bootstrappers:k8s-workers"
@@ -83,7 +84,7 @@ def bootstrap_token_metadata(node_name: str, token_id: str) -> dict[str, Any]:
         "name": f"bootstrap-token-{token_id}",
         "namespace": "kube-system",
         "labels": dict(MANAGED_BY),
-        "annotations": {"k8s-workers/node": node_name},  # names can outgrow a label value
+        "annotations": {NODE_ANNOTATION: node_name},  # names can outgrow a label value
     }
 
 

@@ -28,6 +28,8 @@ class HostPaths:
     modules_load: str = "/etc/modules-load.d/k8s-workers.conf"
     # Our own bookkeeping: restarts still owed, installed artifacts.
     state_dir: str = "/var/lib/k8s-workers"
+    # What removes the node, placed by its install: the engine keeps only a short command to run it.
+    removal_script: str = "/var/lib/k8s-workers/remove.sh"
 
 
 PATHS = HostPaths()

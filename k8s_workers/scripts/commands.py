@@ -2,12 +2,17 @@
 
 `install_script` and `removal_script` are what runs on the host; `install_command`
 and `removal_command` are the command lines the SSH session starts. The install
-script carries secrets, so it travels on stdin; the command line only carries a
-reviewable manifest (paths, modes, content hashes) so `pulumi preview` shows which
-file of which node changes.
+script carries secrets, so it travels on stdin (`install_stdin`: compressed, since the engine
+keeps it, encrypted, in every node's state and rewrites the state after every step); the command
+line only carries a reviewable manifest (paths, modes, content hashes) so `pulumi preview` shows
+which file of which node changes.
 """
 
 from __future__ import annotations
+
+import base64
+import gzip
+import textwrap
 
 from k8s_workers.render.host_paths import PATHS
 from k8s_workers.render.templating import render
@@ -22,7 +27,8 @@ def install_script(plan: NodePlan) -> str:
 
 
 def removal_script(plan: NodePlan) -> str:
-    return render("scripts/remove.sh.j2", plan=plan, paths=PATHS)
+    """The script the install places at PATHS.removal_script (one of the plan's files)."""
+    return next(f.content for f in plan.files if f.path == PATHS.removal_script)
 
 
 def _shell(user: str) -> str:
@@ -43,11 +49,38 @@ def install_manifest(plan: NodePlan) -> list[str]:
     return lines
 
 
+def install_stdin(plan: NodePlan) -> str:
+    """The install script as it travels: gzip (no timestamp: the same script, the same bytes),
+    then base64 in lines."""
+    packed = gzip.compress(install_script(plan).encode(), compresslevel=9, mtime=0)
+    return "\n".join(textwrap.wrap(base64.b64encode(packed).decode(), 76)) + "\n"
+
+
+def decode_install_stdin(stdin: str) -> str:
+    """What `install_stdin` carries: the script the host runs (for tests and post-mortems)."""
+    return gzip.decompress(base64.b64decode(stdin)).decode()
+
+
+# The whole script is read and checked (gzip's CRC) before any of it runs: one cut short in transit
+# runs nothing.
+_UNPACK_AND_RUN = (
+    "for tool in base64 gzip; do command -v $tool >/dev/null || "
+    '{ echo "k8s-workers: $tool is needed to unpack the install script: nothing ran" >&2; exit 1; }; done; '
+    "set -o pipefail; script=$(base64 -d | gzip -dc) || "
+    '{ echo "k8s-workers: the install script arrived incomplete: nothing ran" >&2; exit 1; }; '
+    'exec /bin/bash -s <<<"$script"'
+)
+
+
 def install_command(plan: NodePlan, user: str) -> str:
-    header = f"{_shell(user)} -s  # k8s-workers: install node {plan.node}; the script arrives on stdin"
+    header = (
+        f"{_shell(user)} -c '{_UNPACK_AND_RUN}'  # k8s-workers: install node {plan.node}; "
+        "the script arrives on stdin (gzip, base64)"
+    )
     return "\n".join([header, *(f"# {line}" for line in install_manifest(plan))]) + "\n"
 
 
 def removal_command(plan: NodePlan, user: str) -> str:
-    marker = "K8S_WORKERS_REMOVE_SCRIPT"
-    return f"{_shell(user)} -s <<'{marker}'\n{removal_script(plan)}{marker}\n"
+    """Runs the removal script the node's install placed, if the host still holds this node (a host
+    now installed as another node, a rename, is left alone: its script would remove that node)."""
+    return render("scripts/remove-command.sh.j2", plan=plan, paths=PATHS, shell=_shell(user))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from k8s_workers.render.node_files import (
     node_files,
     pod_routes,
 )
+from k8s_workers.render.templating import render
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets, peers: tuple[N
         kubelet_state += ("/var/lib/containerd", "/run/containerd", "/opt/containerd", "/run/nri")
     if pod_routes(cluster, node, peers) is not None:
         services = (POD_ROUTES_SERVICE, *services)
-    return NodePlan(
+    plan = NodePlan(
         node=node.name,
         arch=node.arch,
         expected_hostname=None if node.hostname_override else node.name,
@@ -176,6 +178,12 @@ def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets, peers: tuple[N
         node_address=str(node.address),
         readiness_timeout=cluster.readiness_timeout_seconds,
     )
+    # The removal script lands with the install (first of its files), so what the engine keeps per
+    # node is a short command that runs it, not the script (README: Measured). It removes what
+    # this plan placed and, through the host's manifest, what earlier ones did.
+    template = "scripts/remove.sh.j2"
+    removal = HostFile(PATHS.removal_script, "0700", template, render(template, plan=plan, paths=PATHS), None)
+    return dataclasses.replace(plan, files=(removal, *plan.files))
 
 
 def sha256_text(text: str) -> str:

@@ -275,7 +275,8 @@ def test_removal_leaves_no_file_or_unit_of_ours(installed, lab_config, systemd_h
 
 
 def _kill_install_after(job: NodeJob, delay: float) -> remote.RemoteResult:
-    command = job.command.replace("/bin/bash -s", "exec -a k8sw-install /bin/bash -s", 1)
+    command = job.command.replace("exec /bin/bash -s", "exec -a k8sw-install /bin/bash -s", 1)
+    assert command != job.command
     killer = threading.Timer(delay, lambda: remote.run(job.host, "pkill -9 -f '^k8sw-install' || true"))
     killer.start()
     try:

@@ -57,3 +57,20 @@ def test_the_policy_pack_stops_a_preview_whose_ssh_connections_accept_any_host_k
         assert f"{node['name']}-install: the SSH connection to {node['address']} accepts any host key" in result.output
     assert "ssh-host-key-pinned" in result.output and "mandatory" in result.output.lower()
     no_leak(result.output, "the preview's output")
+
+
+def test_the_policy_pack_sees_each_nodes_kubelet_settings_through_its_worker_node(tmp_path, test_ca, ssh_key):
+    """The kubelet settings reach the pack as the WorkerNode component's outputs (not its inputs: that
+    copy went, it printed 80 lines per node in every diff). The config refuses an insecure setting, so
+    the test makes the program declare one (the read-only port) and the engine's preview must fail."""
+    project, document = _dev_stack(tmp_path, test_ca, ssh_key)
+    component = project.dir / "components" / "worker_node.py"
+    registered = 'self.register_outputs({"name": self.name, "address": self.address, **facts})'
+    assert registered in component.read_text()
+    insecure = 'facts["kubeletConfiguration"]["readOnlyPort"] = 10255\n        ' + registered
+    component.write_text(component.read_text().replace(registered, insecure))
+
+    result = project.preview()
+    assert result.returncode != 0, result.output
+    for node in document["config"]["k8s-workers:nodes"]:
+        assert f"node {node['name']}: CIS 4.2.4: the unauthenticated read-only port must be off" in result.output
