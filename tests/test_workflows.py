@@ -78,6 +78,9 @@ def test_pull_requests_preview_every_stack_with_the_policy_pack_and_one_edited_c
     assert step["with"]["comment-on-pr"] is True and step["with"]["edit-pr-comment"] is True
     assert step["with"]["policyPacks"] == "policy" and (ROOT / "policy" / "PulumiPolicy.yaml").exists()
     assert workflow["permissions"] == {"contents": "read", "pull-requests": "write"}
+    # Safe only where nothing is changed: previews skip the engine's intermediate state writes, `up` never.
+    assert preview["env"]["PULUMI_SKIP_CHECKPOINTS"] == "true"
+    assert "PULUMI_SKIP_CHECKPOINTS" not in (ROOT / ".github" / "workflows" / "up.yml").read_text()
 
 
 def test_up_runs_only_when_asked_from_main_in_the_stacks_protected_environment():
