@@ -98,6 +98,7 @@ def measured(project: Project, *args: str) -> dict[str, Any]:
         "seconds": seconds,
         "peak_mib": peak / 1024,
         "resources": sum(changes.values()),
+        "changes": changes,
         "lines": output.count("\n"),
     }
 
