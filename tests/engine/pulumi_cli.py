@@ -4,6 +4,7 @@ files: `pulumi stack init` rewrites them)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -103,6 +104,23 @@ class Result:
         return None
 
 
+def _descendants(root: int) -> list[int]:
+    """Every process below `root` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
 def _changed_paths(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         paths = []
@@ -179,7 +197,7 @@ class Project:
         started = time.monotonic()
         process = subprocess.Popen(
             command, cwd=self.dir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,  # its own process group: the plugins and the program die with it
+            start_new_session=True,  # its own process group (the plugins start groups of their own: see below)
         )  # fmt: skip
         try:
             while process.poll() is None and not ready():
@@ -187,7 +205,13 @@ class Project:
                 time.sleep(0.2)
         finally:
             if process.poll() is None:
+                # The CLI starts its plugins in process groups of their own: kill what it started too
+                # (found before the kill, while they are still its children), as a dying machine would.
+                doomed = _descendants(process.pid)
                 os.killpg(process.pid, signal.SIGKILL)
+                for pid in doomed:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
         output = process.communicate(timeout=60)[0]
         return self._result(args, process.returncode, output, log, time.monotonic() - started)
 
