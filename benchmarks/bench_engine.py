@@ -102,17 +102,6 @@ def clean_slate(hosts: list[LabHost], sums: dict[str, dict[int, str]]) -> None:
     cluster.delete_nodes(h.name for h in hosts)
 
 
-def at(version: str, sums: dict[str, dict[int, str]], allow_downgrade: bool = False) -> Callable[[dict], None]:
-    def edit(raw: dict[str, Any]) -> None:
-        raw["cluster"]["kubernetesVersion"] = version.lstrip("v")
-        for name in ("kubelet", "kube-proxy"):
-            raw["cluster"]["binaries"]["artifacts"][name]["sha256"] = {"amd64": sums[f"{name}@{version}"][1]}
-        if allow_downgrade:
-            raw["cluster"]["rollout"] = {"allowDowngrade": True}
-
-    return edit
-
-
 def one_round(bench: Bench, workload: list[images.Image]) -> dict[str, int]:
     hosts = bench.hosts
     for n in FAN_OUT:
@@ -135,7 +124,7 @@ def one_round(bench: Bench, workload: list[images.Image]) -> dict[str, int]:
             run_deployment("web", replicas=3, min_available=2)
             configure(lambda raw: raw["defaults"].update(maxPods=77))
             bench.timed("rolling kubelet setting, 3 nodes, maxUnavailable 1", project, *UP)
-            configure(at(OLDER, bench.sums, allow_downgrade=True))
+            configure(stack.at_kubernetes(OLDER, bench.sums, allow_downgrade=True))
             ok(project.run(*UP))  # not measured: the way to the older version
             configure()
             bench.timed(f"upgrade {OLDER} -> {pins.KUBERNETES}, 3 nodes, maxUnavailable 1", project, *UP)

@@ -6,6 +6,7 @@ The CA is made when the lab first starts and lives in the lab cache, never in th
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,22 @@ def lab_config(
             for index, host in enumerate(h for h in hosts if h.init == "systemd")
         ],
     }
+
+
+def at_kubernetes(
+    version: str, sums: dict[str, dict[int, str]], allow_downgrade: bool = False
+) -> Callable[[dict[str, Any]], None]:
+    """An edit of the lab's raw config: the declared version and the kubelet and kube-proxy of
+    another Kubernetes version the mirror serves (`mirror.publish` with it: `sums`)."""
+
+    def edit(raw: dict[str, Any]) -> None:
+        raw["cluster"]["kubernetesVersion"] = version.lstrip("v")
+        for name in ("kubelet", "kube-proxy"):
+            raw["cluster"]["binaries"]["artifacts"][name]["sha256"] = {"amd64": sums[f"{name}@{version}"][1]}
+        if allow_downgrade:
+            raw["cluster"]["rollout"] = {"allowDowngrade": True}
+
+    return edit
 
 
 def stack_document(raw: dict[str, Any], kubeconfig: Path = ADMIN_KUBECONFIG) -> str:

@@ -23,7 +23,7 @@ from lab import cluster, images, pins, remote
 from lab.hosts import LabHost
 from lab.install import removal_jobs, run_all
 from lab.paths import ADMIN_KUBECONFIG
-from lab.stack import stack_document
+from lab.stack import at_kubernetes, stack_document
 from lab.state import LabState
 from tests.e2e.helpers import (
     NAMESPACE,
@@ -257,12 +257,8 @@ def test_an_up_killed_during_a_rolling_change_converges_after_cancel(fleet: Flee
 
 def _at(version: str, sums: dict[str, dict[int, str]], allow_downgrade: bool = False) -> Callable[[dict], None]:
     def edit(raw: dict[str, Any]) -> None:
-        raw["defaults"]["maxPods"] = 75
-        raw["cluster"]["kubernetesVersion"] = version.lstrip("v")
-        for name in ("kubelet", "kube-proxy"):
-            raw["cluster"]["binaries"]["artifacts"][name]["sha256"] = {"amd64": sums[f"{name}@{version}"][1]}
-        if allow_downgrade:
-            raw["cluster"]["rollout"] = {"allowDowngrade": True}
+        _max_pods(75)(raw)
+        at_kubernetes(version, sums, allow_downgrade)(raw)
 
     return edit
 
