@@ -16,6 +16,7 @@ from lab import cluster, images, pins, remote
 from lab import hosts as lab_hosts
 from lab.install import lab_token, removal_jobs, remove_node, roll_out, run_all
 from lab.paths import ADMIN_KUBECONFIG
+from lab.stack import at_kubernetes
 from tests.e2e.helpers import (
     NAMESPACE,
     Watch,
@@ -133,15 +134,6 @@ def test_a_proxy_only_change_is_not_drained(installed, lab_config, systemd_hosts
     assert report.failed == {} and not any(report.drained.values())
 
 
-def _at(version: str, sums):  # type: ignore[no-untyped-def]
-    def edit(raw: dict) -> None:
-        raw["cluster"]["kubernetesVersion"] = version.lstrip("v")
-        for name in ("kubelet", "kube-proxy"):
-            raw["cluster"]["binaries"]["artifacts"][name]["sha256"] = {"amd64": sums[f"{name}@{version}"][1]}
-
-    return edit
-
-
 def test_an_upgrade_from_1_36_to_1_37_keeps_the_workload_available(
     installed, lab_config, systemd_hosts, sums, lab_images
 ):
@@ -149,7 +141,7 @@ def test_an_upgrade_from_1_36_to_1_37_keeps_the_workload_available(
     if f"kubelet@{older}" not in sums:
         pytest.skip(f"LAB: kubelet {older} not built (python -m lab build --kubernetes {older})")
     config, jobs = installed
-    old = lab_config(edit=_at(older, sums))
+    old = lab_config(edit=at_kubernetes(older, sums))
     run_all(removal_jobs(config, systemd_hosts))
     cluster.delete_nodes(j.host.name for j in jobs)
     join(old, systemd_hosts)
