@@ -14,5 +14,5 @@ CONTAINERD = "v2.1.5"
 RUNC = "v1.3.4"
 CNI_PLUGINS = "v1.7.1"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"  # the program's default sandbox image, built as a lab fixture
-WORKLOAD_IMAGE = "registry.k8s.io/k8s-workers-lab/echo:1.0"  # a tiny HTTP server the lab tests run in pods
+WORKLOAD_IMAGE = "registry.k8s.io/k8s-workers-lab/echo:1.1"  # a tiny HTTP server the lab tests run in pods
 GO_MINIMUM = (1, 26)  # k8s.io/kubernetes v1.37 says `go 1.26.0`

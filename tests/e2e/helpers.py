@@ -177,7 +177,8 @@ def pod_manifest(name: str, node: str, args: list[str] | None = None) -> dict[st
         "spec": {
             "nodeSelector": {"kubernetes.io/hostname": node},  # placed by the real scheduler
             "restartPolicy": "Always" if args is None else "Never",
-            "terminationGracePeriodSeconds": 1,
+            # The server lingers 3 s after SIGTERM (lab/images/echo); clients exit by themselves.
+            "terminationGracePeriodSeconds": 10 if args is None else 1,
             "automountServiceAccountToken": False,
             "containers": [
                 {
@@ -315,13 +316,13 @@ class Watch:
             cordoned = {n for n, node in cluster.nodes().items() if node["spec"].get("unschedulable")}
             self.cordoned_seen |= cordoned
             self.cordoned_max = max(self.cordoned_max, len(cordoned))
+            moment = time.strftime("%H:%M:%S")  # when the probe started: curl may retry for seconds
             result = remote.run(
                 self.via,  # type: ignore[arg-type]
                 f"curl -sS -m 2 --retry 3 --retry-connrefused --retry-delay 0 http://{self.service_ip}/",
             )
             self.probes += 1
             if result.returncode != 0 or "pod=" not in result.stdout:
-                moment = time.strftime("%H:%M:%S")
                 detail = result.stderr.strip().splitlines()[-1:] or [result.stdout.strip()]
                 self.failures.append(f"{moment} (cordoned: {sorted(cordoned)}) {detail[0]}")
             time.sleep(0.2)

@@ -2,16 +2,24 @@
 // answers with the pod's name and node, and logs every request, so `kubectl logs` has lines.
 // With -get URL it is a client instead: it fetches URL and exits 0 only if the answer
 // contains -expect, so a pod's exit code says whether pod-to-pod traffic worked.
+//
+// On SIGTERM it behaves like a well-kept service: it keeps serving for -linger (the time every
+// node's kube-proxy needs to drop the terminating endpoint), then closes gracefully, finishing
+// requests in flight. Exiting at once resets connections other nodes still send it, and a
+// rollout's availability test would blame the drain for the workload's own shutdown.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -19,6 +27,7 @@ func main() {
 	listen := flag.String("listen", ":8080", "address to serve on")
 	get := flag.String("get", "", "fetch this URL and exit")
 	expect := flag.String("expect", "", "with -get: text the answer must contain")
+	linger := flag.Duration("linger", 3*time.Second, "after SIGTERM: keep serving this long, then shut down")
 	flag.Parse()
 	if *get != "" {
 		os.Exit(fetch(*get, *expect))
@@ -28,8 +37,27 @@ func main() {
 		log.Printf("request from %s for %s", r.RemoteAddr, r.URL.Path)
 		io.WriteString(w, who)
 	})
+	server := &http.Server{Addr: *listen}
+	stopped := make(chan struct{})
+	go func() {
+		terms := make(chan os.Signal, 1)
+		signal.Notify(terms, syscall.SIGTERM, syscall.SIGINT)
+		<-terms
+		log.Printf("echo: terminating; serving %s more, then closing", *linger)
+		time.Sleep(*linger)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := server.Shutdown(ctx); err != nil {
+			log.Printf("echo: shutdown: %v", err)
+		}
+		close(stopped)
+	}()
 	log.Printf("echo: serving on %s as %s", *listen, strings.TrimSpace(who))
-	log.Fatal(http.ListenAndServe(*listen, nil))
+	if err := server.ListenAndServe(); err != http.ErrServerClosed {
+		log.Fatal(err)
+	}
+	<-stopped
+	log.Printf("echo: closed")
 }
 
 func fetch(url, expect string) int {
