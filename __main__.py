@@ -1,27 +1,49 @@
-"""k8s-workers: make every host in the stack's config a worker node of an existing cluster."""
+"""k8s-workers: make every host in the stack's config a worker node of an existing cluster.
+
+One stack does it all (role standalone), or a fleet splits it: a cluster stack (role cluster) holds
+what is once per cluster, pool stacks (role pool) hold nodes and read the cluster stack.
+"""
 
 import pulumi
 
 from components.cluster_bootstrap import ClusterBootstrap
-from components.credentials import kube_proxy_identity, node_credentials
-from components.preflight import check_versions
+from components.credentials import KubeProxyCredentials, kube_proxy_identity, node_credentials
+from components.fleet import ClusterStackIdentity, FleetGuard, cluster_stack_settings, export_cluster, owner
+from components.preflight import check_cluster
 from components.stack_config import raw_from_pulumi
 from components.worker_node import WorkerNode
+from k8s_workers.config.fleet import read_fleet
 from k8s_workers.config.loader import ConfigError, load_config
 from k8s_workers.decisions.rollout import rollout_batches
 
+raw = raw_from_pulumi()
+fleet, _ = read_fleet(raw)  # its problems are load_config's too
 try:
-    config = load_config(raw_from_pulumi())
+    from_cluster_stack = cluster_stack_settings(fleet.cluster_stack) if fleet.cluster_stack else None
+    config = load_config(raw, cluster_stack=from_cluster_stack)
 except ConfigError as error:
     raise pulumi.RunError(str(error)) from None  # every problem at once, no traceback
 
 for warning in config.warnings:
     pulumi.log.warn(warning)
 
-joined = check_versions(config)  # the version-skew policy, before any resource; the nodes already in the cluster
+# The version-skew policy and the nodes other stacks own, before any resource; the nodes already in the cluster.
+joined = check_cluster(config, owner())
 
-cluster_bootstrap = ClusterBootstrap("cluster", config.cluster)
-kube_proxy = kube_proxy_identity(config)  # one client certificate for every node's kube-proxy
+kube_proxy: KubeProxyCredentials
+bindings: list[pulumi.Resource] = []
+if config.fleet.holds_cluster:
+    bindings = list(ClusterBootstrap("cluster", config.cluster).bindings)
+    identity = kube_proxy_identity(config)  # one client certificate for every node's kube-proxy
+    kube_proxy = identity
+    if config.fleet.role == "cluster":  # what its pools read; the guard goes first on destroy, or nothing does
+        export_cluster(raw["cluster"], identity.cert_pem, identity.key_pem)
+        kubeconfig = pulumi.Config("kubernetes").get("kubeconfig")
+        FleetGuard(kubeconfig, opts=pulumi.ResourceOptions(depends_on=[*bindings, identity]))
+else:
+    assert config.fleet.cluster_stack is not None
+    kube_proxy = ClusterStackIdentity(config.fleet.cluster_stack)
+
 by_name = {node.name: node for node in config.nodes}
 joining, rolling = rollout_batches(list(by_name), config.cluster.rollout.max_unavailable, joined)
 workers: dict[str, WorkerNode] = {}
@@ -35,8 +57,9 @@ def worker(name: str, batch: int, after: list[pulumi.Resource]) -> WorkerNode:
         peers=config.nodes,
         batch=batch,
         after=after,
+        owner=owner(),
         # The bindings themselves, not the component: `pulumi up --target` of one node then works.
-        opts=pulumi.ResourceOptions(depends_on=cluster_bootstrap.bindings),
+        opts=pulumi.ResourceOptions(depends_on=bindings),
     )
 
 
@@ -52,5 +75,6 @@ for number, names in enumerate(rolling, start=1):
 
 # What a person needs at the end of a run, a few lines whatever the fleet's size: the nodes and
 # their addresses (each node's files: `make render`; what changed: the run's summary).
-pulumi.export("nodeCount", len(workers))
-pulumi.export("nodes", {name: worker.address for name, worker in workers.items()})
+if config.fleet.holds_nodes:
+    pulumi.export("nodeCount", len(workers))
+    pulumi.export("nodes", {name: worker.address for name, worker in workers.items()})

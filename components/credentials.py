@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import pulumi
 
@@ -16,7 +17,14 @@ def kube_proxy_identity(config: StackConfig) -> KubeProxyIdentity:
     return KubeProxyIdentity("kube-proxy", config.cluster, pulumi.Output.secret(config.ca_key_pem))
 
 
-def node_credentials(config: StackConfig, node: Node, kube_proxy: KubeProxyIdentity) -> NodeCredentials:
+class KubeProxyCredentials(Protocol):
+    """kube-proxy's identity: this stack's KubeProxyIdentity, or a pool's from its cluster stack."""
+
+    cert_pem: pulumi.Output[str]
+    key_pem: pulumi.Output[str]  # secret
+
+
+def node_credentials(config: StackConfig, node: Node, kube_proxy: KubeProxyCredentials) -> NodeCredentials:
     if node.ssh.private_key_file is not None:
         ssh_key: str | None = Path(node.ssh.private_key_file).read_text()
     else:

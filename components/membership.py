@@ -39,12 +39,16 @@ def new_token() -> tuple[str, str]:
     return pick(TOKEN_ID_LENGTH), pick(TOKEN_SECRET_LENGTH)
 
 
-def membership_props(cluster: Cluster, node: Node, kubeconfig: Any, plan: NodePlan, batch: Any) -> dict[str, Any]:
+def membership_props(
+    cluster: Cluster, node: Node, kubeconfig: Any, plan: NodePlan, batch: Any, owner: str | None = None
+) -> dict[str, Any]:
     """The resource's inputs (Outputs in the program, plain values in the lab). The token is made by
     the provider and kept in state as its outputs (`tokenSecret` a secret): one resource fewer per
-    node than a random resource beside it, and a new one only when `tokenGeneration` is raised."""
+    node than a random resource beside it, and a new one only when `tokenGeneration` is raised.
+    `owner`: the stack that declares the node (project/stack); None records and checks no owner."""
     return {
         **disruption_props(cluster, node, plan, batch, kubeconfig),
+        "owner": owner,
         "tokenGeneration": node.token_generation,
         "ttlHours": cluster.bootstrap_token_ttl_hours,
         "tokenId": None,
@@ -76,7 +80,11 @@ def issue(props: dict[str, Any]) -> dict[str, Any]:
 
     issued_at = int(time.time())
     manifest = bootstrap_token_secret(
-        props["node"], props["tokenId"], props["tokenSecret"], token_expiration(issued_at, props["ttlHours"])
+        props["node"],
+        props["tokenId"],
+        props["tokenSecret"],
+        token_expiration(issued_at, props["ttlHours"]),
+        props.get("owner"),
     )
     create_bootstrap_token(api_client(props.get("kubeconfig")), manifest)
     return {**props, "expires_at": token_expires_at(issued_at, props["ttlHours"])}
@@ -84,6 +92,10 @@ def issue(props: dict[str, Any]) -> dict[str, Any]:
 
 class _Provider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
+        from k8s_workers.cluster_api import api_client, refuse_if_claimed
+
+        if props.get("owner"):  # another stack of the fleet declares this node: refuse, never adopt
+            refuse_if_claimed(api_client(props.get("kubeconfig")), props["node"], props["owner"])
         # A first install: no pods there yet, nothing restarts.
         token_id, token_secret = new_token()
         outs = {**issue({**props, "tokenId": token_id, "tokenSecret": token_secret}), "restarts": [], "drained": False}
@@ -127,6 +139,7 @@ class NodeMembership(pulumi.dynamic.Resource):
         kubeconfig: pulumi.Input[str] | None,  # secret
         plan: NodePlan,  # the review plan: what each service's restart depends on
         batch: pulumi.Input[int],  # resolves once the previous batch is done (components/sequencing.py)
+        owner: str,  # the stack that declares the node: project/stack
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(
@@ -138,6 +151,7 @@ class NodeMembership(pulumi.dynamic.Resource):
                 pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
                 plan,
                 batch,
+                owner,
             ),
             pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(additional_secret_outputs=["tokenSecret", "kubeconfig"])

@@ -31,7 +31,7 @@ from k8s_workers.config.loader import Cluster, Node
 TIMEOUT_S = 60.0  # the node is Ready when this runs: its kubelet asks within seconds
 _INPUTS = (
     "node", "inventory", "approveServing", "labels", "taints", "tokenGeneration", "services", "drain", "drainOptions",
-    "hostGone",
+    "hostGone", "owner",
 )  # fmt: skip
 
 
@@ -52,6 +52,7 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
     from k8s_workers.cluster_api import (
         api_client,
         approve_serving_certificates,
+        mark_owner,
         reconcile_node_metadata,
         revoke_node_bootstrap_tokens,
         uncordon_if_ours,
@@ -73,6 +74,8 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
             )
         approved, left_alone = [v.csr for v in report.approved], report.lines()
     reconcile_node_metadata(api, node, _declared(props))
+    if props.get("owner"):
+        mark_owner(api, node, props["owner"])
     revoke_node_bootstrap_tokens(api, node)
     uncordon_if_ours(api, node)  # the install before this returned Ready
     return {**props, "approved": approved, "left_alone": left_alone}
@@ -134,7 +137,7 @@ class _Provider(ResourceProvider):
 
 
 def registration_props(
-    cluster: Cluster, node: Node, kubeconfig: Any, services: dict[str, str] | None = None
+    cluster: Cluster, node: Node, kubeconfig: Any, services: dict[str, str] | None = None, owner: str | None = None
 ) -> dict[str, Any]:
     """The resource's inputs (Outputs in the program, plain values in the lab). `services`: the
     node's per-service digests, so a change that restarts something updates this after the install."""
@@ -155,6 +158,7 @@ def registration_props(
         "drain": cluster.rollout.drain,
         "drainOptions": drain_options(cluster),
         "hostGone": node.host_gone,
+        "owner": owner,  # put on the Node: which stack of the fleet declares it
         "kubeconfig": kubeconfig,
         "approved": None,
         "left_alone": None,
@@ -171,13 +175,14 @@ class NodeRegistration(pulumi.dynamic.Resource):
         node: Node,
         kubeconfig: pulumi.Input[str] | None,
         services: dict[str, str],
+        owner: str,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(
             _Provider(),
             f"{node.name}-registration",
             registration_props(
-                cluster, node, pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None, services
+                cluster, node, pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None, services, owner
             ),
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"])),
         )

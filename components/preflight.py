@@ -7,17 +7,21 @@ import pulumi
 from k8s_workers.config.loader import StackConfig
 
 
-def check_versions(config: StackConfig) -> frozenset[str] | None:
+def check_cluster(config: StackConfig, owner: str) -> frozenset[str] | None:
     """Refuse a kubernetesVersion the version-skew policy forbids (newer than the apiserver, more
-    than 3 minors older, or a downgrade of a running node). Returns the declared nodes the cluster
-    already has. Without a reachable cluster (a preview in CI), say that it was not checked and
-    return None."""
-    from k8s_workers.cluster_api import api_client, versions
+    than 3 minors older, or a downgrade of a running node), and nodes another stack of the fleet
+    owns. Returns the declared nodes the cluster already has. Without a reachable cluster (a
+    preview in CI), say that it was not checked and return None."""
+    from k8s_workers.cluster_api import api_client, claimed_nodes, versions
+    from k8s_workers.decisions.ownership import conflicts, refusal
     from k8s_workers.decisions.version_skew import skew_problems
 
     kubeconfig = pulumi.Config("kubernetes").get("kubeconfig")  # the cluster the kubernetes provider uses
+    names = [n.name for n in config.nodes]
     try:
-        apiserver, running = versions(api_client(kubeconfig), {n.name for n in config.nodes})
+        api = api_client(kubeconfig)
+        apiserver, running = versions(api, set(names))
+        claimed = claimed_nodes(api) if names else {}
     except Exception as exc:  # no cluster: the first `up` fails on the bindings anyway
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         pulumi.log.warn(f"cluster.kubernetesVersion: not checked against the cluster (not reachable: {reason})")
@@ -26,4 +30,9 @@ def check_versions(config: StackConfig) -> frozenset[str] | None:
     problems = skew_problems(config.cluster.kubernetes_version, apiserver, running, rollout.allow_downgrade)
     if problems:
         raise pulumi.RunError("cluster.kubernetesVersion: " + "; ".join(problems))
+    taken = conflicts(names, owner, claimed)
+    if taken:
+        raise pulumi.RunError(
+            "\n".join(f"nodes[{names.index(n)}].name: {refusal(n, others)}" for n, others in taken.items())
+        )
     return frozenset(running)

@@ -51,7 +51,7 @@ def raw_from_pulumi() -> dict[str, Any]:
         value = config.get_object(key)
         if value is not None:
             raw[key] = value
-    for key in ("caKey", "sshPrivateKey"):
+    for key in ("caKey", "sshPrivateKey", "role", "clusterStack"):
         value = config.get(key)
         if value is not None:
             raw[key] = value

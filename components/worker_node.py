@@ -44,6 +44,7 @@ class WorkerNode(pulumi.ComponentResource):
         peers: tuple[Node, ...] = (),
         batch: int = 1,
         after: Sequence[pulumi.CustomResource] = (),  # the previous batch's registrations
+        owner: str | None = None,  # the stack that declares the node (project/stack), marked in the cluster
         opts: pulumi.ResourceOptions | None = None,
     ):
         # What the policy pack (policy/) checks on the node itself: no secrets, all known at preview.
@@ -67,7 +68,7 @@ class WorkerNode(pulumi.ComponentResource):
         # waits for it; see components/sequencing.py for why not depends_on). Deleted last when the node
         # leaves, taking the Node object and its CSRs with it.
         membership = NodeMembership(
-            cluster, node, credentials.kubeconfig, review_plan, once_done(after, batch), opts=child
+            cluster, node, credentials.kubeconfig, review_plan, once_done(after, batch), owner, opts=child
         )
         token_id = membership.tokenId  # names the token's Secret: public by design
         token_secret = pulumi.Output.secret(membership.tokenSecret)
@@ -117,7 +118,7 @@ class WorkerNode(pulumi.ComponentResource):
 
         # Serving certificates, labels and taints on the Node, the token revoked: after the install.
         self.registration = NodeRegistration(
-            cluster, node, credentials.kubeconfig, service_digests(review_plan),
+            cluster, node, credentials.kubeconfig, service_digests(review_plan), owner,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
         )  # fmt: skip
 

@@ -163,6 +163,52 @@ def node_bootstrap_tokens(api: client.ApiClient, node: str) -> list[str]:
     return [s.metadata.name for s in found.items if (s.metadata.annotations or {}).get(NODE_ANNOTATION) == node]
 
 
+def claimed_nodes(api: client.ApiClient) -> dict[str, set[str]]:
+    """node name -> the stacks that marked it as theirs (its Node, this program's token Secrets)."""
+    from k8s_workers.decisions.ownership import claims
+    from k8s_workers.render.cluster_objects import BOOTSTRAP_TOKEN_TYPE, MANAGED_BY, NODE_ANNOTATION, OWNER_ANNOTATION
+
+    core = client.CoreV1Api(api)
+    node_owners = {
+        n.metadata.name: n.metadata.annotations[OWNER_ANNOTATION]
+        for n in core.list_node(_request_timeout=30).items
+        if OWNER_ANNOTATION in (n.metadata.annotations or {})
+    }
+    token_owners: dict[str, set[str]] = {}
+    secrets = core.list_namespaced_secret(
+        "kube-system",
+        field_selector=f"type={BOOTSTRAP_TOKEN_TYPE}",
+        label_selector=",".join(f"{k}={v}" for k, v in MANAGED_BY.items()),
+        _request_timeout=30,
+    )
+    for secret in secrets.items:
+        annotations = secret.metadata.annotations or {}
+        if NODE_ANNOTATION in annotations and OWNER_ANNOTATION in annotations:
+            token_owners.setdefault(annotations[NODE_ANNOTATION], set()).add(annotations[OWNER_ANNOTATION])
+    return claims(node_owners, token_owners)
+
+
+def refuse_if_claimed(api: client.ApiClient, node: str, owner: str) -> None:
+    """Raise if another stack owns the node (k8s_workers/decisions/ownership.py)."""
+    from k8s_workers.decisions.ownership import conflicts, refusal
+
+    found = conflicts([node], owner, claimed_nodes(api))
+    if found:
+        raise RuntimeError(refusal(node, found[node]))
+
+
+def mark_owner(api: client.ApiClient, node: str, owner: str) -> bool:
+    """Put the owner annotation on the registered Node; True if it changed."""
+    from k8s_workers.render.cluster_objects import OWNER_ANNOTATION
+
+    found = read_node(api, node)
+    if found is None or (found["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION) == owner:
+        return False
+    patch = {"metadata": {"annotations": {OWNER_ANNOTATION: owner}}}
+    client.CoreV1Api(api).patch_node(node, patch, _content_type="application/merge-patch+json")
+    return True
+
+
 def revoke_node_bootstrap_tokens(api: client.ApiClient, node: str) -> list[str]:
     """Delete every token Secret made for the node (it has joined: it needs none). The names deleted."""
     revoked = []

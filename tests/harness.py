@@ -55,6 +55,7 @@ class Run:
     resources: list[Registration] = field(default_factory=list)
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     stack_outputs: dict[str, Any] = field(default_factory=dict)  # what the program exports
+    secret_outputs: set[str] = field(default_factory=set)  # which of them are secrets
     error: BaseException | None = None
 
     def of_type(self, type_: str) -> list[Registration]:
@@ -122,14 +123,19 @@ def sign_request(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 class WorkerMocks(pulumi.runtime.Mocks):
-    def __init__(self, preview: bool = False):
+    def __init__(self, preview: bool = False, stacks: dict[str, dict[str, Any]] | None = None):
         self.preview = preview  # as in a first preview: nothing computed is known yet
+        self.stacks = stacks or {}  # other stacks' outputs, by name (what a StackReference reads)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = _unwrap(dict(args.inputs))
         outputs = dict(args.inputs)  # secrets stay wrapped on the way back
         if self.preview:
             return "", outputs  # computed outputs (results, keys, certificates, stdout) are unknown
+        if args.typ == "pulumi:pulumi:StackReference":  # read, known at preview too
+            outs = self.stacks[inputs["name"]]
+            secret = [k for k in outs if "Key" in k]  # as exported: the program marks its keys secret
+            return inputs["name"], {"name": inputs["name"], "outputs": outs, "secretOutputNames": secret}
         resource_id = f"{args.name}-id"
         if args.typ == "tls:index/privateKey:PrivateKey":
             if inputs.get("algorithm") == "ECDSA":
@@ -172,6 +178,11 @@ class WorkerMocks(pulumi.runtime.Mocks):
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        if args.token == "pulumi:pulumi:readStackOutputs":  # the engine's built-in provider
+            name = args.args["name"]
+            if name not in self.stacks:
+                raise LookupError(f"no stack named {name!r}")
+            return {"name": name, "outputs": self.stacks[name], "secretOutputNames": []}
         return {}
 
 
@@ -255,15 +266,19 @@ def config_values(raw: dict[str, Any]) -> dict[str, str]:
 
 
 def run_program(
-    raw_config: dict[str, Any], preview: bool = False, record: bool = True, slow: tuple[str, ...] = ()
+    raw_config: dict[str, Any],
+    preview: bool = False,
+    record: bool = True,
+    slow: tuple[str, ...] = (),
+    stacks: dict[str, dict[str, Any]] | None = None,
 ) -> Run:
     """`slow`: resource names whose registration the mock engine takes a while to finish (as a
-    real create does), so tests can see what waits for them."""
+    real create does), so tests can see what waits for them. `stacks`: other stacks' outputs."""
     run = Run()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     settings.reset_options()
-    mocks = WorkerMocks(preview)
+    mocks = WorkerMocks(preview, stacks)
     pulumi.runtime.set_mocks(
         mocks, project="k8s-workers", stack="test", preview=preview, monitor=RecordingMonitor(mocks, run, record, slow)
     )
@@ -274,10 +289,15 @@ def run_program(
             runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
         except Exception as exc:
             run.error = exc
-        await pulumi.runtime.stack.wait_for_rpcs()
+        try:
+            await pulumi.runtime.stack.wait_for_rpcs()
+        except Exception as exc:  # a failed invoke is re-raised here too: the program's own error comes first
+            run.error = run.error or exc
         root = pulumi.runtime.settings.get_root_resource()  # the Stack the mocks made: it holds the exports
         for key, value in (getattr(root, "outputs", None) or {}).items():
             run.stack_outputs[key] = await pulumi.Output.from_input(value).future()
+            if await pulumi.Output.from_input(value).is_secret():
+                run.secret_outputs.add(key)
 
     try:
         loop.run_until_complete(program())

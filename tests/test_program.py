@@ -100,6 +100,8 @@ def test_the_bootstrap_token_provider_creates_the_secret_the_apiserver_reads(run
     sent: list[dict] = []
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
     monkeypatch.setattr(cluster_api, "create_bootstrap_token", lambda api, manifest: sent.append(manifest))
+    checked: list[tuple[str, str]] = []
+    monkeypatch.setattr(cluster_api, "refuse_if_claimed", lambda api, node, owner: checked.append((node, owner)))
     before = int(time.time())
     for node in NODES:
         props = dict(run.named(f"{node}-membership").inputs)
@@ -114,6 +116,9 @@ def test_the_bootstrap_token_provider_creates_the_secret_the_apiserver_reads(run
         assert secret["type"] == "bootstrap.kubernetes.io/token"
         assert secret["metadata"]["namespace"] == "kube-system"
         assert secret["metadata"]["annotations"]["k8s-workers/node"] == node
+        # The stack that declares the node, checked before the token exists (ownership across a fleet)
+        assert secret["metadata"]["annotations"]["k8s-workers/owner"] == "k8s-workers/test"
+        assert checked[-1] == (node, "k8s-workers/test")
         assert (data["token-id"], data["token-secret"]) == (created.outs["tokenId"], created.outs["tokenSecret"])
         assert data["usage-bootstrap-authentication"] == "true"
         assert "usage-bootstrap-signing" not in data  # no cluster-info discovery is used
@@ -455,6 +460,7 @@ def test_nodes_the_cluster_does_not_have_yet_join_together_without_waiting(test_
 
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: object())
     monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.37.2", {"worker-1": "v1.37.2"}))
+    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: {"worker-1": {"k8s-workers/test"}})
     result = run_program(base_config(test_ca, ssh_key), slow=("worker-1-registration",))
     assert result.error is None, result.error
     disruptions = _named(result, "-membership")
@@ -512,6 +518,7 @@ def test_a_version_the_skew_policy_forbids_is_refused_before_any_resource(test_c
 
     raw = base_config(test_ca, ssh_key)
     monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.36.4", {}))
+    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: {})
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
     result = run_program(raw)
     assert "cluster.kubernetesVersion" in str(result.error) and "newer than the apiserver" in str(result.error)
@@ -521,6 +528,22 @@ def test_a_version_the_skew_policy_forbids_is_refused_before_any_resource(test_c
     assert "node worker-1 runs kubelet v1.37.9" in str(result.error) and "allowDowngrade" in str(result.error)
     raw["cluster"]["rollout"] = {"allowDowngrade": True}
     assert run_program(raw).error is None
+
+
+def test_a_node_another_stack_owns_is_refused_before_any_resource_naming_that_stack(test_ca, ssh_key, monkeypatch):
+    from k8s_workers import cluster_api
+    from tests.conftest import base_config
+
+    monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
+    monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.37.2", {"worker-1": "v1.37.2"}))
+    claimed = {"worker-1": {"k8s-workers/test"}, "worker-2.example.org": {"k8s-workers/pool-b"}, "x": {"k8s-workers/c"}}
+    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: claimed)
+    result = run_program(base_config(test_ca, ssh_key))
+    assert result.resources == []
+    (line,) = str(result.error).splitlines()
+    assert line.startswith("nodes[1].name: Node 'worker-2.example.org' belongs to the stack 'k8s-workers/pool-b'"), line
+    claimed["worker-2.example.org"] = {"k8s-workers/test"}  # ours (this stack is test): taken as ours
+    assert run_program(base_config(test_ca, ssh_key)).error is None
 
 
 def test_a_registration_of_a_host_gone_for_good_only_revokes_its_token(monkeypatch):

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
+from k8s_workers.config.fleet import FLEET_KEYS, from_cluster_stack, read_fleet
 from k8s_workers.config.inventory import read_inventory, relabel
 from k8s_workers.config.kubelet_schema import check_overrides
 from k8s_workers.config.models import (
@@ -45,7 +46,7 @@ from k8s_workers.config.types import SecretPlaceholder, describe, parse_cidr, pa
 
 __all__ = ["Cluster", "ConfigError", "ConfigIssue", "Node", "SecretPlaceholder", "StackConfig", "load_config"]
 
-TOP_LEVEL_KEYS = ("cluster", "defaults", "nodes", "inventory", "caKey", "sshPrivateKey")
+TOP_LEVEL_KEYS = ("cluster", "defaults", "nodes", "inventory", "caKey", "sshPrivateKey", *FLEET_KEYS)
 
 # --------------------------------------------------------------------------- errors
 
@@ -151,22 +152,38 @@ def _validate(model: type[_Model], data: Any, prefix: tuple[str | int, ...], iss
         return None
 
 
-def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True, base_dir: Path | None = None) -> StackConfig:
+def load_config(
+    raw: Mapping[str, Any],
+    *,
+    require_secrets: bool = True,
+    base_dir: Path | None = None,
+    cluster_stack: Mapping[str, Any] | None = None,
+) -> StackConfig:
     """Validate everything; raise ConfigError with all problems, or return the config.
 
     `require_secrets=False` is for render and tests: the CA key and SSH key may then be
     missing or SecretPlaceholders. `base_dir`: where `inventory` paths start (the project;
-    default the working directory, as under Pulumi).
+    default the working directory, as under Pulumi). `cluster_stack`: for a pool stack, the
+    `cluster` settings its cluster stack exported (None: that stack exports none).
     """
-    issues: list[ConfigIssue] = []
+    fleet, fleet_problems = read_fleet(raw)
+    issues: list[ConfigIssue] = [ConfigIssue(path, message) for path, message in fleet_problems]
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             near = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             issues.append(ConfigIssue(key, f"unknown key{hint}; expected one of {list(TOP_LEVEL_KEYS)}"))
 
-    cluster_raw = raw.get("cluster")
-    if cluster_raw is None:
+    cluster_raw = raw.get("cluster") if fleet.role != "pool" else cluster_stack
+    if cluster_raw is None and fleet.role == "pool":
+        if fleet.cluster_stack is not None:
+            issues.append(
+                ConfigIssue(
+                    "clusterStack", f"{fleet.cluster_stack!r} exports no cluster settings: `pulumi up` it first"
+                )
+            )
+        cluster = None
+    elif cluster_raw is None:
         issues.append(ConfigIssue("cluster", "is required"))
         cluster = None
     else:
@@ -197,12 +214,12 @@ def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True, base_di
         if node is not None:
             nodes.append((index, node))
 
-    ca_key = raw.get("caKey")
+    ca_key = raw.get("caKey") if fleet.role != "pool" else None
     ssh_key = raw.get("sshPrivateKey")
     issues += _network_issues(cluster_raw if isinstance(cluster_raw, Mapping) else {})
     ca_key_pem = _ca_key_pem(cluster, ca_key) if cluster is not None else None
-    if cluster is not None:
-        issues += _cluster_issues(cluster, ca_key, ca_key_pem, require_secrets)
+    if cluster is not None:  # a pool signs nothing: its cluster stack made kube-proxy's certificate
+        issues += _cluster_issues(cluster, ca_key, ca_key_pem, require_secrets and fleet.holds_cluster)
         issues += _artifact_issues(cluster, [n for _, n in nodes])
     issues += _duplicate_issues(nodes_raw)
     issues += _node_issues(cluster, nodes)
@@ -215,10 +232,18 @@ def load_config(raw: Mapping[str, Any], *, require_secrets: bool = True, base_di
     if issues:
         if origins:  # nodes from inventory files: each error names its file and entry
             issues = [ConfigIssue(relabel(i.path, origins), relabel(i.message, origins)) for i in issues]
+        if fleet.cluster_stack is not None:  # a pool's cluster settings are fixed in its cluster stack
+            issues = [_in_cluster_stack(i, fleet.cluster_stack) for i in issues]
         raise ConfigError(issues)
     assert cluster is not None
     warnings = _warnings(cluster, nodes) + tuple(kubelet_warnings)
-    return StackConfig(cluster, tuple(n for _, n in nodes), ca_key_pem, ssh_key, warnings)
+    return StackConfig(cluster, tuple(n for _, n in nodes), ca_key_pem, ssh_key, warnings, fleet)
+
+
+def _in_cluster_stack(issue: ConfigIssue, reference: str) -> ConfigIssue:
+    if issue.path.startswith("cluster."):  # a setting read from the cluster stack
+        return ConfigIssue(from_cluster_stack(issue.path, reference), issue.message)
+    return issue
 
 
 def _kubelet_issues(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.alias_generators import to_camel
 
 from k8s_workers.config import k8s_names
+from k8s_workers.config.fleet import Fleet
 from k8s_workers.config.kubelet_schema import all_field_names, flag_fields
 from k8s_workers.config.types import (
     AbsolutePath,
@@ -517,3 +518,4 @@ class StackConfig(NamedTuple):
     ca_key_pem: str | None  # plaintext or SecretPlaceholder; the program wraps it as a secret
     ssh_private_key: str | None
     warnings: tuple[str, ...] = ()  # valid but worth saying (deprecations), by key path
+    fleet: Fleet = Fleet()  # which stack of a fleet this is (k8s_workers/config/fleet.py)

@@ -13,6 +13,9 @@ from k8s_workers.config.loader import Cluster
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "k8s-workers"}
 NODE_ANNOTATION = "k8s-workers/node"  # on a bootstrap token's Secret: the node it was made for
+# On a token's Secret and on the Node: the stack that declares the node (project/stack), so two
+# stacks of a fleet never both claim one node (k8s_workers/decisions/ownership.py).
+OWNER_ANNOTATION = "k8s-workers/owner"
 # The group only this program's bootstrap tokens carry: the bootstrap roles are bound to it, not to
 # every `system:bootstrappers` member, so a token made for anything else gets no node certificate.
 BOOTSTRAP_GROUP = "system:bootstrappers:k8s-workers"
@@ -79,12 +82,15 @@ def token_expiration(issued_at_epoch: int, ttl_hours: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def bootstrap_token_metadata(node_name: str, token_id: str) -> dict[str, Any]:
+def bootstrap_token_metadata(node_name: str, token_id: str, owner: str | None = None) -> dict[str, Any]:
+    annotations = {NODE_ANNOTATION: node_name}  # names can outgrow a label value
+    if owner is not None:
+        annotations[OWNER_ANNOTATION] = owner
     return {
         "name": f"bootstrap-token-{token_id}",
         "namespace": "kube-system",
         "labels": dict(MANAGED_BY),
-        "annotations": {NODE_ANNOTATION: node_name},  # names can outgrow a label value
+        "annotations": annotations,
     }
 
 
@@ -102,11 +108,13 @@ def bootstrap_token_data(node_name: str, token_id: str, token_secret: str, expir
 BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
 
 
-def bootstrap_token_secret(node_name: str, token_id: str, token_secret: str, expiration: str) -> dict[str, Any]:
+def bootstrap_token_secret(
+    node_name: str, token_id: str, token_secret: str, expiration: str, owner: str | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": bootstrap_token_metadata(node_name, token_id),
+        "metadata": bootstrap_token_metadata(node_name, token_id, owner),
         "type": BOOTSTRAP_TOKEN_TYPE,
         "stringData": bootstrap_token_data(node_name, token_id, token_secret, expiration),
     }
