@@ -17,11 +17,8 @@ from typing import Any
 
 import pytest
 
-from k8s_workers.config.loader import load_config
-from k8s_workers.render.cluster_objects import cluster_role_bindings
 from lab import cluster, images, pins, remote
 from lab.hosts import LabHost
-from lab.install import removal_jobs, run_all
 from lab.paths import ADMIN_KUBECONFIG
 from lab.stack import at_kubernetes, stack_document
 from lab.state import LabState
@@ -36,7 +33,7 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.engine.pulumi_cli import DYNAMIC, REMOTE_COMMAND, ROOT, WORKER_NODE, Project, Result, missing, no_leak
-from tests.lab_session import RawFactory
+from tests.lab_session import RawFactory, clean_slate
 
 pytestmark = [pytest.mark.engine, pytest.mark.lab]
 
@@ -65,26 +62,11 @@ class Fleet:
         return raw
 
 
-def _clean_slate(raw: dict[str, Any], hosts: list[LabHost]) -> None:
-    """What the lab suite left behind, gone: its installs, Nodes, bindings (which the stack creates and
-    would find `already exists`), tokens, certificate requests and workloads."""
-    failures = [
-        str(r) for r in run_all(removal_jobs(load_config(raw), hosts)).values() if isinstance(r, remote.HostError)
-    ]
-    assert not failures, "\n".join(failures)
-    cluster.delete_nodes(h.name for h in hosts)
-    for binding in cluster_role_bindings(load_config(raw).cluster):
-        cluster.kubectl("delete", "clusterrolebinding", binding["metadata"]["name"], "--ignore-not-found")
-    cluster.kubectl("delete", "secret", "-n", "kube-system", "--field-selector", f"type={BOOTSTRAP_TOKEN_TYPE}")
-    cluster.kubectl("delete", "csr", "--all")
-    fresh_namespace()
-
-
 @pytest.fixture(scope="module")
 def fleet(
     lab: LabState, systemd_hosts: list[LabHost], lab_raw: RawFactory, lab_images: list[images.Image], tmp_path_factory
 ) -> Iterator[Fleet]:
-    _clean_slate(lab_raw(), systemd_hosts)
+    clean_slate(lab_raw(), systemd_hosts)
     project = Project(tmp_path_factory.mktemp("engine-lab"), "lab", None, kubeconfig=str(ADMIN_KUBECONFIG))
     fleet = Fleet(project, lab_raw, systemd_hosts, first=None)  # type: ignore[arg-type]
     fleet.configure()
