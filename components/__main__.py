@@ -1,4 +1,5 @@
-"""Command line: `python -m components render --stack dev --out DIR`."""
+"""Command line: `python -m components render --stack dev --out DIR`, and
+`python -m components fleet preview|up|refresh|destroy` over the stacks fleet.yaml lists."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     render.add_argument("--out", required=True, type=Path, help="output directory")
     render.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+    fleet = commands.add_parser("fleet", help="run a pulumi command over the fleet's stacks, wave by wave")
+    fleet.add_argument("action", choices=["preview", "up", "refresh", "destroy"])
+    fleet.add_argument("--file", type=Path, default=PROJECT_DIR / "fleet.yaml", help="the fleet file")
+    fleet.add_argument("--parallel", type=int, help="stacks at once (default: the fleet file's)")
+    fleet.add_argument("--logs", type=Path, default=Path(".fleet"), help="each stack's output goes here")
+    fleet.add_argument("pulumi_args", nargs="*", help="more pulumi arguments, after --")
     args = parser.parse_args(argv)
+    if args.command == "fleet":
+        return _fleet(args)
 
     out = args.out.resolve()
     os.chdir(args.project_dir)  # file paths in stack config are relative to the project, as under Pulumi
@@ -43,6 +52,30 @@ def main(argv: list[str] | None = None) -> int:
     written = render_stack(config, out)
     print(f"rendered {len(written)} files for {len(config.nodes)} nodes into {out}")
     return 0
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from k8s_workers.decisions.fleet_waves import FleetFileError, read_fleet_file, waves_for
+    from k8s_workers.fleet_runner import run_fleet
+
+    try:
+        fleet = read_fleet_file(args.file)
+    except FleetFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    runs = run_fleet(
+        args.action,
+        waves_for(args.action, fleet),
+        args.parallel or fleet.parallel,
+        args.pulumi_args,
+        cwd=args.file.resolve().parent,
+        logs=args.logs.resolve(),
+    )
+    failed = [r.stack for r in runs if r.returncode not in (0, None)]
+    skipped = [r.stack for r in runs if r.returncode is None]
+    print(f"fleet {args.action}: {len(runs) - len(failed) - len(skipped)} ok, failed: {failed or 'none'}"
+          + (f", not run: {skipped}" if skipped else ""))  # fmt: skip
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

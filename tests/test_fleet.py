@@ -88,6 +88,22 @@ def test_a_pool_stack_holds_nodes_and_reads_the_cluster_and_kube_proxy_from_the_
     assert run.named("worker-1-membership").inputs["owner"] == "k8s-workers/test"
 
 
+def test_the_cluster_settings_travel_with_the_ca_inline_and_no_file_path(test_ca, ssh_key, tmp_path):
+    """A cluster stack may name its CA files; its pools run elsewhere and must not need them."""
+    (tmp_path / "ca.crt").write_text(test_ca.cert_pem)
+    (tmp_path / "ca.key").write_text(test_ca.key_pem)
+    settings = {k: v for k, v in _cluster_stack(test_ca)["cluster"].items() if k != "caCert"}
+    settings |= {"caCertFile": str(tmp_path / "ca.crt"), "caKeyFile": str(tmp_path / "ca.key")}
+    cluster = run_program({"role": "cluster", "cluster": settings})
+    assert cluster.error is None, cluster.error
+    exported = cluster.stack_outputs["cluster"]
+    assert exported["caCert"] == test_ca.cert_pem and not {"caCertFile", "caKeyFile"} & set(exported)
+    (tmp_path / "ca.key").unlink()  # not on the pool's runner
+    (tmp_path / "ca.crt").unlink()
+    run = run_program(_pool(test_ca, ssh_key), stacks={CLUSTER_STACK: cluster.stack_outputs})
+    assert run.error is None, run.error
+
+
 def test_a_pool_says_which_stack_a_bad_cluster_setting_belongs_in(cluster_run, test_ca, ssh_key):
     outputs = dict(cluster_run.stack_outputs)
     outputs["cluster"] = {**outputs["cluster"], "clusterDns": "10.244.0.10"}

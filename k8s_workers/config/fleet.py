@@ -73,6 +73,13 @@ def read_fleet(raw: Mapping[str, Any]) -> tuple[Fleet, list[tuple[str, str]]]:
     return Fleet(role, reference if role == "pool" else None), problems
 
 
+def settings_for_pools(raw_cluster: Mapping[str, Any], ca_cert_pem: str) -> dict[str, Any]:
+    """The `cluster` output: the settings as configured, with the CA certificate inline and no file
+    paths (a pool runs elsewhere, and never needs the CA key)."""
+    exported = {k: v for k, v in raw_cluster.items() if k not in ("caCertFile", "caKeyFile")}
+    return {**exported, "caCert": ca_cert_pem}
+
+
 def from_cluster_stack(path: str, reference: str) -> str:
     """An error path for a key a pool read from its cluster stack: say where to fix it."""
     return f"{path} (in the cluster stack {reference!r})"

@@ -217,7 +217,7 @@ def load_config(
     ca_key = raw.get("caKey") if fleet.role != "pool" else None
     ssh_key = raw.get("sshPrivateKey")
     issues += _network_issues(cluster_raw if isinstance(cluster_raw, Mapping) else {})
-    ca_key_pem = _ca_key_pem(cluster, ca_key) if cluster is not None else None
+    ca_key_pem = _ca_key_pem(cluster, ca_key) if cluster is not None and fleet.holds_cluster else None
     if cluster is not None:  # a pool signs nothing: its cluster stack made kube-proxy's certificate
         issues += _cluster_issues(cluster, ca_key, ca_key_pem, require_secrets and fleet.holds_cluster)
         issues += _artifact_issues(cluster, [n for _, n in nodes])

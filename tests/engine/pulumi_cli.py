@@ -5,6 +5,7 @@ files: `pulumi stack init` rewrites them)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import re
@@ -160,13 +161,21 @@ class Project:
         created = self.run("stack", "init", stack)
         assert created.returncode == 0, created.output
 
+    def with_stack(self, stack: str) -> Project:
+        """Another stack of the same project and backend (a fleet's), created; outputs kept together."""
+        other = copy.copy(self)  # the same directory, backend, events and `outputs` list
+        other.stack, other.runs = stack, 0
+        created = other.run("stack", "init", stack)
+        assert created.returncode == 0, created.output
+        return other
+
     @property
     def stack_file(self) -> Path:
         return self.dir / f"Pulumi.{self.stack}.yaml"
 
     def command(self, *args: str) -> tuple[list[str], Path]:
         self.runs += 1
-        log = self.events / f"{self.runs}.jsonl"
+        log = self.events / f"{self.stack}-{self.runs}.jsonl"  # stacks of one project may run at once
         command = ["pulumi", *args, "--non-interactive"]
         if args[:2] != ("stack", "init"):
             command += ["--stack", self.stack]
