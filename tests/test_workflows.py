@@ -95,6 +95,17 @@ def test_up_runs_only_when_asked_from_main_in_the_stacks_protected_environment()
     assert workflow["concurrency"]["cancel-in-progress"] is False
 
 
+def test_a_fleet_up_is_asked_for_from_main_and_runs_the_fleet_command_with_the_policy_pack():
+    workflow = _load("fleet-up.yml")
+    assert set(workflow["on"]) == {"workflow_dispatch"}
+    (job,) = workflow["jobs"].values()
+    assert job["environment"] == "fleet" and job["if"] == "github.ref == 'refs/heads/main'"
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert any(r.startswith("venv/bin/python -m components fleet up -- ") and "--policy-pack policy" in r for r in runs)
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    assert "PULUMI_SKIP_CHECKPOINTS" not in (WORKFLOWS / "fleet-up.yml").read_text()
+
+
 def test_secrets_are_the_ones_the_readme_names_and_never_reach_a_command_line():
     readme = (ROOT / "README.md").read_text()
     texts = [p.read_text() for p in (ROOT / ".github").rglob("*.yml")]

@@ -77,8 +77,8 @@ class Result:
         return steps
 
     def changed(self, type_: str | None = None) -> dict[str, str]:
-        """resource name -> op, for every step that is not `same` (or a refresh read)."""
-        return {urn.rsplit("::", 1)[1]: op for op, urn in self.ops(type_) if op not in ("same", "refresh")}
+        """resource name -> op, for every step that is not `same` (or a read: a refresh, a StackReference)."""
+        return {urn.rsplit("::", 1)[1]: op for op, urn in self.ops(type_) if op not in ("same", "refresh", "read")}
 
     def changes(self) -> dict[str, int]:
         for event in self.events:
