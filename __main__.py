@@ -12,7 +12,7 @@ from components.fleet import ClusterStackIdentity, FleetGuard, cluster_stack_set
 from components.preflight import check_cluster
 from components.stack_config import raw_from_pulumi
 from components.worker_node import WorkerNode
-from k8s_workers.config.fleet import read_fleet
+from k8s_workers.config.fleet import read_fleet, settings_for_pools
 from k8s_workers.config.loader import ConfigError, load_config
 from k8s_workers.decisions.rollout import rollout_batches
 
@@ -37,7 +37,9 @@ if config.fleet.holds_cluster:
     identity = kube_proxy_identity(config)  # one client certificate for every node's kube-proxy
     kube_proxy = identity
     if config.fleet.role == "cluster":  # what its pools read; the guard goes first on destroy, or nothing does
-        export_cluster(raw["cluster"], identity.cert_pem, identity.key_pem)
+        export_cluster(
+            settings_for_pools(raw["cluster"], config.cluster.ca_cert_pem), identity.cert_pem, identity.key_pem
+        )
         kubeconfig = pulumi.Config("kubernetes").get("kubeconfig")
         FleetGuard(kubeconfig, opts=pulumi.ResourceOptions(depends_on=[*bindings, identity]))
 else:
