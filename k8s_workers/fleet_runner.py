@@ -35,9 +35,22 @@ class StackRun:
 
 
 def _last_line(text: str) -> str:
+    """What a person wants from the run in one line: its last error, else its resource summary
+    (`+ 1001 to create`, `5 unchanged`), else its last line."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.lower().startswith("error:")]
-    return (errors or lines or [""])[-1][:300]
+    if errors:
+        return errors[-1][:300]
+    raw = text.splitlines()
+    if "Resources:" in (line.strip() for line in raw):
+        start = [line.strip() for line in raw].index("Resources:") + 1
+        summary = []
+        for line in raw[start:]:
+            if not line.strip():
+                break
+            summary.append(line.strip())
+        return ", ".join(summary)[:300]
+    return (lines or [""])[-1][:300]
 
 
 def run_stack(command: Command, stack: str, extra: Sequence[str], cwd: Path, logs: Path) -> StackRun:

@@ -18,7 +18,8 @@ stack=$3
 echo "$(date +%s.%N) start $1 $stack" >> "$RECORD"
 sleep 0.3
 echo "$(date +%s.%N) end $1 $stack" >> "$RECORD"
-echo "Resources: 3 unchanged"
+printf 'Resources:\n    + 2 to create\n    3 unchanged\n\nDuration: 1s\n'
+ echo "warning: a warning after the summary"
 if [[ " $FAIL " == *" $stack "* ]]; then echo "error: $stack broke" >&2; exit 1; fi
 """
 
@@ -62,6 +63,7 @@ def test_up_runs_the_cluster_stack_then_each_wave_bounded(fake_pulumi, capsys):
     assert _max_at_once(events) == 2  # the third pool waited for a slot
     out = capsys.readouterr().out
     assert "p2: up ok in" in out and "fleet up: 5 ok, failed: none" in out
+    assert "s; + 2 to create, 3 unchanged [" in out  # each stack's line: its resource summary
     assert "--yes --skip-preview" in (fake_pulumi / "logs" / "p1.log").read_text()
 
 
