@@ -7,7 +7,7 @@ plane, with hand-made Node objects standing in for the kubelets, and a stand-in 
 this measures the engine and the program, not hosts). `servingCertificates: self-signed` (no
 kubelet asks for a serving certificate here); `maxUnavailable: 100%`.
 
-Usage: venv/bin/python benchmarks/bench_engine_noop.py [--sizes 10,100,250]
+Usage: venv/bin/python benchmarks/bench_engine_noop.py [--sizes 10,100,250] [--max-unavailable 100%]
 (as root: the lab's control plane; the engine on PATH)
 """
 
@@ -81,29 +81,33 @@ def hand_made_nodes(names: list[str]) -> None:
         core.patch_node_status(name, status)
 
 
-def raw_config(host_key: str) -> dict[str, Any]:
+def raw_config(host_key: str, max_unavailable: int | str = "100%") -> dict[str, Any]:
     raw = stack.lab_config([], mirror.publish())
     raw["cluster"]["binaries"]["artifacts"].pop("cni-plugins")
     raw["cluster"]["cni"] = {"mode": "calico"}
     raw["cluster"]["servingCertificates"] = "self-signed"
-    raw["cluster"]["rollout"] = {"maxUnavailable": "100%"}
+    raw["cluster"]["rollout"] = {"maxUnavailable": max_unavailable}
     raw["defaults"]["ssh"].update(host="127.0.0.1", port=PORT, hostKey=host_key)
     raw["inventory"] = "inventory.yaml"
     raw.pop("nodes")
     return raw
 
 
-def one_size(nodes: int, host_key: str, workdir: Path) -> tuple[Project, dict[str, dict[str, Any]]]:
+def one_size(
+    nodes: int, host_key: str, workdir: Path, max_unavailable: int | str = "100%"
+) -> tuple[Project, dict[str, dict[str, Any]]]:
     names = [f"fake-{i:04d}" for i in range(nodes)]
     hand_made_nodes(names)
     first = ipaddress.IPv4Address("198.18.0.1")  # benchmarking range: never contacted (ssh.host is 127.0.0.1)
     inventory = [{"name": n, "address": str(first + i)} for i, n in enumerate(names)]
     project = Project(workdir, "noop", None, kubeconfig=str(ADMIN_KUBECONFIG))
     (project.dir / "inventory.yaml").write_text(yaml.safe_dump({"nodes": inventory}, sort_keys=False))
-    raw = raw_config(host_key)
+    raw = raw_config(host_key, max_unavailable)
     project.stack_file.write_text(stack.stack_document(raw))
     results = {"first up (builds the state)": measured(project, "up", "--yes", "--skip-preview")}
     results["no-op preview, cluster reachable"] = measured(project, "preview")
+    # Joined nodes in batches of maxUnavailable: a no-op `up` still waits for each batch's registrations.
+    results["no-op up, cluster reachable"] = measured(project, "up", "--yes", "--skip-preview")
     # The cluster side gone by hand (the state stays, for the preview without a cluster), so the
     # next size's stack can create its own bindings.
     cluster.kubectl("delete", "nodes", "--all", "--wait=false")
@@ -121,6 +125,7 @@ def row(size: int, run: str, r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10,100,250")
+    parser.add_argument("--max-unavailable", default="100%")
     args = parser.parse_args()
     if (why := missing()) is not None:
         raise SystemExit(why)
@@ -133,7 +138,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-noop-") as workdir:
             projects = {}
             for size in map(int, args.sizes.split(",")):
-                projects[size], results = one_size(size, host_key, Path(workdir) / f"n{size}")
+                max_unavailable = int(args.max_unavailable) if args.max_unavailable.isdigit() else args.max_unavailable
+                projects[size], results = one_size(size, host_key, Path(workdir) / f"n{size}", max_unavailable)
                 for run, r in results.items():
                     print(row(size, run, r), flush=True)
             control_plane.stop(state.control_plane)  # no cluster from here on (its kubeconfig stays)

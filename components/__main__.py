@@ -1,5 +1,6 @@
 """Command line: `python -m components render --stack dev --out DIR`, and
-`python -m components fleet preview|up|refresh|destroy` over the stacks fleet.yaml lists."""
+`python -m components fleet preview|up|refresh|destroy` over the stacks fleet.yaml lists, and
+`python -m components summary --stack NAME FILE`: what a preview does to the nodes, from its JSON."""
 
 from __future__ import annotations
 
@@ -29,9 +30,23 @@ def main(argv: list[str] | None = None) -> int:
     fleet.add_argument("--parallel", type=int, help="stacks at once (default: the fleet file's)")
     fleet.add_argument("--logs", type=Path, default=Path(".fleet"), help="each stack's output goes here")
     fleet.add_argument("pulumi_args", nargs="*", help="more pulumi arguments, after --")
+    summary = commands.add_parser("summary", help="what a preview does to the nodes (markdown), from its JSON")
+    summary.add_argument("--stack", required=True, help="the stack's name, for the heading")
+    summary.add_argument("file", type=Path, help="`pulumi preview --json` output, or an engine event log")
+    summary.add_argument("--diff", type=Path, help="the preview's text: make the whole pull-request comment")
+    summary.add_argument("--artifact", default="preview", help="with --diff: where the whole text is kept")
     args = parser.parse_args(argv)
     if args.command == "fleet":
         return _fleet(args)
+    if args.command == "summary":
+        from k8s_workers.decisions.preview_summary import comment, steps_from, summarize
+
+        lines = summarize(steps_from(args.file.read_text())).lines(args.stack)
+        if args.diff is None:
+            print("\n".join(lines))
+        else:
+            print(comment(args.stack, lines, args.diff.read_text(errors="replace"), args.artifact))
+        return 0
 
     out = args.out.resolve()
     os.chdir(args.project_dir)  # file paths in stack config are relative to the project, as under Pulumi

@@ -72,11 +72,15 @@ def test_pull_requests_preview_every_stack_with_the_policy_pack_and_one_edited_c
     preview = jobs["preview"]
     assert preview["strategy"]["matrix"]["stack"] == "${{ fromJSON(needs.stacks.outputs.stacks) }}"
     assert "Pulumi.*.yaml" in jobs["stacks"]["steps"][-1]["run"]
-    (step,) = [s for s in _steps_using(preview, "pulumi/actions@") if "with" in s]
-    assert step["uses"] == "pulumi/actions@v7"
-    assert step["with"]["command"] == "preview"
-    assert step["with"]["comment-on-pr"] is True and step["with"]["edit-pr-comment"] is True
-    assert step["with"]["policyPacks"] == "policy" and (ROOT / "policy" / "PulumiPolicy.yaml").exists()
+    runs = "\n".join(str(s.get("run", "")) for s in preview["steps"])
+    assert "pulumi preview " in runs and "--diff" in runs and "--policy-pack policy" in runs
+    assert "--event-log events.jsonl" in runs and (ROOT / "policy" / "PulumiPolicy.yaml").exists()
+    # The comment: the summary from the engine's events first, the text below, one comment per stack edited.
+    assert "python -m components summary" in runs and "--diff preview.txt" in runs
+    (comment,) = _steps_using(preview, "marocchino/sticky-pull-request-comment@")
+    assert comment["with"]["path"] == "comment.md" and "matrix.stack" in comment["with"]["header"]
+    (artifact,) = _steps_using(preview, "actions/upload-artifact@")
+    assert "preview.txt" in artifact["with"]["path"]
     assert workflow["permissions"] == {"contents": "read", "pull-requests": "write"}
     # Safe only where nothing is changed: previews skip the engine's intermediate state writes, `up` never.
     assert preview["env"]["PULUMI_SKIP_CHECKPOINTS"] == "true"

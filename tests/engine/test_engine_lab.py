@@ -9,6 +9,7 @@ there. The lab itself comes from tests/lab_session.py (the same session as the l
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from k8s_workers.decisions.preview_summary import steps_from, summarize
 from lab import cluster, images, pins, remote
 from lab.hosts import LabHost
 from lab.paths import ADMIN_KUBECONFIG
@@ -180,6 +182,10 @@ def test_a_preview_of_a_kubelet_change_shows_each_nodes_kubelet_restart_and_batc
         assert re.search(rf"^\s+batch\s+: {batch}$", shown, re.M), shown  # when: beside the change
         assert re.search(r"^\s+~ kubelet\s+: ", shown, re.M), shown  # what restarts
         assert not re.search(r"^\s+~ (containerd|kube-proxy)", shown, re.M), shown
+    # The pull request comment's summary, from this preview's own events (README: Pull requests).
+    summary = summarize(steps_from("\n".join(json.dumps(e) for e in preview.events))).lines("lab")
+    assert summary[0] == "**lab**: 3 nodes restart a service.", summary
+    assert "| kubelet restart | 3: lab-1, lab-2, lab-3 | 3 batches of 1 (batch 1–3) | yes |" in summary, summary
 
 
 def test_a_rolling_kubelet_change_cordons_one_node_at_a_time_and_the_service_keeps_answering(fleet: Fleet) -> None:
