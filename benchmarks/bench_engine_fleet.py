@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_engine_scale import _tree_rss_kib, measured
+from benchmarks.bench_engine_scale import measured, sampled
 from lab import control_plane, mirror, stack
 from lab.__main__ import down, up
 from lab.paths import ADMIN_KUBECONFIG
@@ -68,27 +65,10 @@ def fleet_preview(project: Project, parallel: int, env: dict[str, str]) -> dict[
     """The fleet command over every stack, `parallel` at once: wall time and the tree's peak memory."""
     command = [str(project.dir / "venv/bin/python"), "-m", "components", "fleet", "preview", "--parallel", str(parallel),
                "--file", str(project.dir / "fleet.yaml"), "--logs", str(project.dir / ".fleet")]  # fmt: skip
-    started = time.monotonic()
-    process = subprocess.Popen(
-        command, cwd=project.dir, env={**project.env, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_rss_kib(process.pid))
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output = process.communicate()[0].decode()
-    done.set()
-    sampler.join()
-    if process.returncode != 0:
+    returncode, output, seconds, peak_mib = sampled(command, project.dir, {**project.env, **env})
+    if returncode != 0:
         raise SystemExit(f"fleet preview failed:\n{output[-3000:]}")
-    return {"seconds": time.monotonic() - started, "peak_mib": peak / 1024, "output": output}
+    return {"seconds": seconds, "peak_mib": peak_mib, "output": output}
 
 
 def main() -> None:

@@ -68,13 +68,10 @@ def _tree_rss_kib(root: int) -> int:
     return total
 
 
-def measured(project: Project, *args: str) -> dict[str, Any]:
-    """Run `pulumi ARGS` in the project, sampling its process tree's memory."""
-    command, log = project.command(*args)
+def sampled(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, float, float]:
+    """Run `command`, sampling its process tree's memory every 0.1 s: (exit code, output, seconds, peak MiB)."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        command, cwd=project.dir, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     peak = 0
     done = threading.Event()
 
@@ -90,13 +87,20 @@ def measured(project: Project, *args: str) -> dict[str, Any]:
     seconds = time.monotonic() - started
     done.set()
     sampler.join()
-    result = project._result(args, process.returncode, output, log, seconds)
+    return process.returncode, output, seconds, peak / 1024
+
+
+def measured(project: Project, *args: str) -> dict[str, Any]:
+    """Run `pulumi ARGS` in the project, sampling its process tree's memory."""
+    command, log = project.command(*args)
+    returncode, output, seconds, peak_mib = sampled(command, project.dir, project.env)
+    result = project._result(args, returncode, output, log, seconds)
     if result.returncode != 0:
         raise SystemExit(f"pulumi {' '.join(args)} failed:\n{output[-3000:]}")
     changes = result.changes()
     return {
         "seconds": seconds,
-        "peak_mib": peak / 1024,
+        "peak_mib": peak_mib,
         "resources": sum(changes.values()),
         "changes": changes,
         "lines": output.count("\n"),
