@@ -60,11 +60,10 @@ def test_a_cluster_stack_holds_what_is_once_per_cluster_and_exports_it(cluster_r
     assert "nodeCount" not in outputs
     # The guard waits for every other resource, so destroy deletes it first and stops there if pools remain.
     guard = cluster_run.named("fleet-guard")
-    others = {r.name for r in cluster_run.resources if r.type != "k8s-workers:index:KubeProxyIdentity"} - {
-        "fleet-guard"
-    }
     waited = {u.rsplit("::", 1)[1] for u in guard.dependencies}
-    assert {n for n in others if "bootstrap" in n or "kube-proxy-" in n} <= waited
+    bindings = {r.name for r in cluster_run.of_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")}
+    signed = {r.name for r in cluster_run.resources if r.type.startswith("tls:")}
+    assert len(bindings) == 4 and len(signed) == 3 and bindings | signed <= waited, waited
     assert guard.inputs["owner"] == "k8s-workers/test"
     assert cluster_run.secret_outputs == {"kubeProxyKeyPem"}
 
