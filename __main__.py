@@ -14,7 +14,8 @@ from components.stack_config import raw_from_pulumi
 from components.worker_node import WorkerNode
 from k8s_workers.config.fleet import read_fleet, settings_for_pools
 from k8s_workers.config.loader import ConfigError, load_config
-from k8s_workers.decisions.rollout import rollout_batches
+from k8s_workers.decisions.rollout import rollout_batches, service_digests
+from k8s_workers.scripts.install_plan import review_plan
 
 raw = raw_from_pulumi()
 fleet, _ = read_fleet(raw)  # its problems are load_config's too
@@ -27,7 +28,8 @@ except ConfigError as error:
 for warning in config.warnings:
     pulumi.log.warn(warning)
 
-# The version-skew policy and the nodes other stacks own, before any resource; the nodes already in the cluster.
+# The version-skew policy and the nodes other stacks own, before any resource; the nodes already in
+# the cluster, with the services each one's last `up` left running.
 joined = check_cluster(config, owner())
 
 kube_proxy: KubeProxyCredentials
@@ -47,7 +49,9 @@ else:
     kube_proxy = ClusterStackIdentity(config.fleet.cluster_stack)
 
 by_name = {node.name: node for node in config.nodes}
-joining, rolling = rollout_batches(list(by_name), config.cluster.rollout.max_unavailable, joined)
+reviews = {node.name: review_plan(config.cluster, node, config.nodes) for node in config.nodes}
+wanted = {name: service_digests(review) for name, review in reviews.items()}
+in_step, rolling = rollout_batches(list(by_name), config.cluster.rollout.max_unavailable, joined, wanted)
 workers: dict[str, WorkerNode] = {}
 
 
@@ -60,13 +64,14 @@ def worker(name: str, batch: int, after: list[pulumi.Resource]) -> WorkerNode:
         batch=batch,
         after=after,
         owner=owner(),
+        review=reviews[name],
         # The bindings themselves, not the component: `pulumi up --target` of one node then works.
         opts=pulumi.ResourceOptions(depends_on=bindings),
     )
 
 
-# Nodes that are not in the cluster yet: all at once (batch 0), nothing there to disrupt.
-for name in joining:
+# Nodes not in the cluster yet, and nodes where nothing restarts: all at once (batch 0), nothing to disrupt.
+for name in in_step:
     workers[name] = worker(name, 0, [])
 # Rolling changes: each batch's disruptions wait for the previous batch's registrations (Ready, uncordoned).
 previous: list[pulumi.Resource] = []

@@ -8,10 +8,12 @@ It runs after the install, which returns once the Node is Ready, and:
    change is this update alone: the host is not touched);
 3. revokes the node's bootstrap token: the kubelet renews its client certificate with its own
    identity, so the token is not needed again;
-4. uncordons the node if this program cordoned it (for a rolling change, see NodeMembership).
+4. uncordons the node if this program cordoned it (for a rolling change, see NodeMembership);
+5. records on the Node the services its host now runs (SERVICES_ANNOTATION), so the next `up`
+   batches only the nodes where something would restart (k8s_workers/decisions/rollout.py).
 Drift and renewals: on every `pulumi up` (and preview) its diff asks the cluster whether a
-renewal is pending, the Node lacks what is declared, the token still authenticates or the node is
-still cordoned by us, and plans an update that fixes it. Without a reachable cluster it plans
+renewal is pending, the Node lacks what is declared, the token still authenticates, the node is
+still cordoned by us or its recorded services are not these, and plans an update that fixes it. Without a reachable cluster it plans
 nothing.
 On delete (the node leaves the config, or `pulumi destroy`), first of the node's resources: it
 cordons and drains the node (PodDisruptionBudgets honoured, bounded in time; what blocks is named
@@ -50,13 +52,15 @@ def _declared(props: dict[str, Any]) -> Any:
 def register(props: dict[str, Any]) -> dict[str, Any]:
     """What create and update do; the lab calls it too, so it runs what `pulumi up` runs."""
     from k8s_workers.cluster_api import (
+        annotate_node,
         api_client,
         approve_serving_certificates,
-        mark_owner,
         reconcile_node_metadata,
         revoke_node_bootstrap_tokens,
+        services_annotation,
         uncordon_if_ours,
     )
+    from k8s_workers.render.cluster_objects import OWNER_ANNOTATION, SERVICES_ANNOTATION
 
     api = api_client(props.get("kubeconfig"))
     node = props["node"]
@@ -74,10 +78,13 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
             )
         approved, left_alone = [v.csr for v in report.approved], report.lines()
     reconcile_node_metadata(api, node, _declared(props))
-    if props.get("owner"):
-        mark_owner(api, node, props["owner"])
     revoke_node_bootstrap_tokens(api, node)
     uncordon_if_ours(api, node)  # the install before this returned Ready
+    # Last: the services the host now runs (the next `up` batches only nodes where one would restart).
+    annotations = {SERVICES_ANNOTATION: services_annotation(props.get("services") or {})}
+    if props.get("owner"):
+        annotations[OWNER_ANNOTATION] = props["owner"]
+    annotate_node(api, node, annotations)
     return {**props, "approved": approved, "left_alone": left_alone}
 
 
@@ -101,6 +108,8 @@ def drift(props: dict[str, Any]) -> list[str]:
         node_bootstrap_tokens,
         node_metadata_drift,
         pending_for,
+        read_node,
+        recorded_services,
     )
 
     api = api_client(props.get("kubeconfig"))
@@ -113,6 +122,12 @@ def drift(props: dict[str, Any]) -> list[str]:
         reasons.append("tokenGeneration")  # a token of the node still authenticates: revoke it
     if cordoned_by_us(api, props["node"]):
         reasons.append("services")  # a rollout stopped after its cordon: uncordon once Ready
+    elif (
+        not props.get("hostGone")
+        and (found := read_node(api, props["node"]))
+        and recorded_services(found) != (props.get("services") or {})
+    ):
+        reasons.append("services")  # not recorded yet (joined before it was), or by an `up` that did not finish
     return reasons
 
 

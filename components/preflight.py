@@ -7,12 +7,13 @@ import pulumi
 from k8s_workers.config.loader import StackConfig
 
 
-def check_cluster(config: StackConfig, owner: str) -> frozenset[str] | None:
+def check_cluster(config: StackConfig, owner: str) -> dict[str, dict[str, str] | None] | None:
     """Refuse a kubernetesVersion the version-skew policy forbids (newer than the apiserver, more
     than 3 minors older, or a downgrade of a running node), and nodes another stack of the fleet
-    owns. Returns the declared nodes the cluster already has. Without a reachable cluster (a
-    preview in CI), say that it was not checked and return None."""
-    from k8s_workers.cluster_api import api_client, claimed_nodes, versions
+    owns. Returns the declared nodes the cluster already has, each with the services its last `up`
+    recorded (k8s_workers/decisions/rollout.py: a node already in step waits for no batch). Without
+    a reachable cluster (a preview in CI), say that it was not checked and return None."""
+    from k8s_workers.cluster_api import api_client, claimed_nodes, registered
     from k8s_workers.decisions.ownership import conflicts, refusal
     from k8s_workers.decisions.version_skew import skew_problems
 
@@ -20,13 +21,14 @@ def check_cluster(config: StackConfig, owner: str) -> frozenset[str] | None:
     names = [n.name for n in config.nodes]
     try:
         api = api_client(kubeconfig)
-        apiserver, running = versions(api, set(names))
+        apiserver, found = registered(api, set(names))
         claimed = claimed_nodes(api) if names else {}
     except Exception as exc:  # no cluster: the first `up` fails on the bindings anyway
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         pulumi.log.warn(f"cluster.kubernetesVersion: not checked against the cluster (not reachable: {reason})")
         return None
     rollout = config.cluster.rollout
+    running = {name: node.kubelet_version for name, node in found.items()}
     problems = skew_problems(config.cluster.kubernetes_version, apiserver, running, rollout.allow_downgrade)
     if problems:
         raise pulumi.RunError("cluster.kubernetesVersion: " + "; ".join(problems))
@@ -35,4 +37,4 @@ def check_cluster(config: StackConfig, owner: str) -> frozenset[str] | None:
         raise pulumi.RunError(
             "\n".join(f"nodes[{names.index(n)}].name: {refusal(n, others)}" for n, others in taken.items())
         )
-    return frozenset(running)
+    return {name: node.services for name, node in found.items()}

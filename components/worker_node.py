@@ -17,9 +17,9 @@ from components.node_registration import NodeRegistration
 from components.sequencing import once_done
 from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.decisions.rollout import service_digests
-from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets, kubelet_configuration, kubelet_node_args
+from k8s_workers.render.node_files import NodeSecrets, kubelet_configuration, kubelet_node_args
 from k8s_workers.scripts.commands import install_command, install_stdin, removal_command
-from k8s_workers.scripts.install_plan import plan_node
+from k8s_workers.scripts.install_plan import NodePlan, plan_node, review_plan
 
 _EVERY_INPUT = ["connection", "create", "stdin", "delete", "logging", "addPreviousOutputInEnv"]
 
@@ -45,6 +45,7 @@ class WorkerNode(pulumi.ComponentResource):
         batch: int = 1,
         after: Sequence[pulumi.CustomResource] = (),  # the previous batch's registrations
         owner: str | None = None,  # the stack that declares the node (project/stack), marked in the cluster
+        review: NodePlan | None = None,  # review_plan(cluster, node, peers), if the caller has it already
         opts: pulumi.ResourceOptions | None = None,
     ):
         # What the policy pack (policy/) checks on the node itself: no secrets, all known at preview.
@@ -60,15 +61,15 @@ class WorkerNode(pulumi.ComponentResource):
         prefix = node.name
 
         # What reviewers see: paths, modes and hashes; secrets only by version.
-        review_plan = plan_node(cluster, node, PLACEHOLDER_SECRETS, peers)
-        command = install_command(review_plan, node.ssh.user)  # known at the first preview
+        reviewed = review or review_plan(cluster, node, peers)
+        command = install_command(reviewed, node.ssh.user)  # known at the first preview
         # Its bootstrap token (made by the provider, kept in state as a secret) and the token's Secret,
         # created before the install and revoked by the registration once the node joined; what a change
         # restarts here, in which batch, drained first: after the previous batch is back (the program
         # waits for it; see components/sequencing.py for why not depends_on). Deleted last when the node
         # leaves, taking the Node object and its CSRs with it.
         membership = NodeMembership(
-            cluster, node, credentials.kubeconfig, review_plan, once_done(after, batch), owner, opts=child
+            cluster, node, credentials.kubeconfig, reviewed, once_done(after, batch), owner, opts=child
         )
         token_id = membership.tokenId  # names the token's Secret: public by design
         token_secret = pulumi.Output.secret(membership.tokenSecret)
@@ -99,7 +100,7 @@ class WorkerNode(pulumi.ComponentResource):
             ),
             create=command,
             stdin=script,
-            delete=removal_command(review_plan, node.ssh.user),
+            delete=removal_command(reviewed, node.ssh.user),
             logging=remote.Logging.NONE,
             # Else pulumi-command exports the last stdout to the next command, warning on every
             # update and delete against an sshd without AcceptEnv.
@@ -118,7 +119,7 @@ class WorkerNode(pulumi.ComponentResource):
 
         # Serving certificates, labels and taints on the Node, the token revoked: after the install.
         self.registration = NodeRegistration(
-            cluster, node, credentials.kubeconfig, service_digests(review_plan), owner,
+            cluster, node, credentials.kubeconfig, service_digests(reviewed), owner,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
         )  # fmt: skip
 

@@ -197,16 +197,34 @@ def refuse_if_claimed(api: client.ApiClient, node: str, owner: str) -> None:
         raise RuntimeError(refusal(node, found[node]))
 
 
-def mark_owner(api: client.ApiClient, node: str, owner: str) -> bool:
-    """Put the owner annotation on the registered Node; True if it changed."""
-    from k8s_workers.render.cluster_objects import OWNER_ANNOTATION
-
+def annotate_node(api: client.ApiClient, node: str, annotations: Mapping[str, str]) -> bool:
+    """Put `annotations` on the registered Node (the owner, the services it runs); True if any changed."""
     found = read_node(api, node)
-    if found is None or (found["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION) == owner:
+    if found is None:
         return False
-    patch = {"metadata": {"annotations": {OWNER_ANNOTATION: owner}}}
+    present = found["metadata"].get("annotations") or {}
+    missing = {k: v for k, v in annotations.items() if present.get(k) != v}
+    if not missing:
+        return False
+    patch = {"metadata": {"annotations": missing}}
     client.CoreV1Api(api).patch_node(node, patch, _content_type="application/merge-patch+json")
     return True
+
+
+def services_annotation(services: Mapping[str, str]) -> str:
+    return json.dumps(dict(sorted(services.items())), separators=(",", ":"))
+
+
+def recorded_services(node: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """The per-service digests the Node's registration recorded (None: none recorded, or unreadable)."""
+    from k8s_workers.render.cluster_objects import SERVICES_ANNOTATION
+
+    text = ((node or {}).get("metadata", {}).get("annotations") or {}).get(SERVICES_ANNOTATION)
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def revoke_node_bootstrap_tokens(api: client.ApiClient, node: str) -> list[str]:
@@ -341,12 +359,26 @@ def delete_node_csrs(api: client.ApiClient, name: str, token_id: str) -> list[st
     return deleted
 
 
+@dataclass(frozen=True)
+class Registered:
+    """A declared node the cluster has: its kubelet's version and the services its last `up` recorded."""
+
+    kubelet_version: str
+    services: dict[str, str] | None
+
+
+def registered(api: client.ApiClient, nodes: set[str]) -> tuple[str, dict[str, Registered]]:
+    """The apiserver's version, and each of `nodes` that is registered (one list of the Nodes)."""
+    apiserver = client.VersionApi(api).get_code(_request_timeout=10).git_version
+    found = {
+        n["metadata"]["name"]: Registered(n["status"]["nodeInfo"]["kubeletVersion"], recorded_services(n))
+        for n in api.sanitize_for_serialization(client.CoreV1Api(api).list_node(_request_timeout=30).items)
+        if n["metadata"]["name"] in nodes and (n.get("status") or {}).get("nodeInfo")
+    }
+    return apiserver, found
+
+
 def versions(api: client.ApiClient, nodes: set[str]) -> tuple[str, dict[str, str]]:
     """The apiserver's version and the kubelet version of each of `nodes` that is registered."""
-    apiserver = client.VersionApi(api).get_code(_request_timeout=10).git_version
-    running = {
-        n.metadata.name: n.status.node_info.kubelet_version
-        for n in client.CoreV1Api(api).list_node(_request_timeout=30).items
-        if n.metadata.name in nodes and n.status and n.status.node_info
-    }
-    return apiserver, running
+    apiserver, found = registered(api, nodes)
+    return apiserver, {name: node.kubelet_version for name, node in found.items()}

@@ -459,7 +459,7 @@ def test_nodes_the_cluster_does_not_have_yet_join_together_without_waiting(test_
     from tests.conftest import base_config
 
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: object())
-    monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.37.2", {"worker-1": "v1.37.2"}))
+    monkeypatch.setattr(cluster_api, "registered", lambda api, nodes: ("v1.37.2", {"worker-1": _registered()}))
     monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: {"worker-1": {"k8s-workers/test"}})
     result = run_program(base_config(test_ca, ssh_key), slow=("worker-1-registration",))
     assert result.error is None, result.error
@@ -467,6 +467,42 @@ def test_nodes_the_cluster_does_not_have_yet_join_together_without_waiting(test_
     assert disruptions["worker-1"].inputs["batch"] == 1 and disruptions["worker-2.example.org"].inputs["batch"] == 0
     order = [r.name for r in result.resources]  # as they finished
     assert order.index("worker-2.example.org-install") < order.index("worker-1-registration")
+
+
+def _registered(version: str = "v1.37.2", services: dict[str, str] | None = None):
+    from k8s_workers.cluster_api import Registered
+
+    return Registered(version, services)
+
+
+def test_joined_nodes_whose_recorded_services_are_unchanged_wait_for_no_batch(test_ca, ssh_key, monkeypatch):
+    """A no-op `up` of joined nodes: each Node records the services its last `up` left (the
+    registration's annotation); when they are what this run installs, the node is in batch 0 and no
+    membership waits for another node's registration. Where a service would restart, it is batched."""
+    from k8s_workers import cluster_api
+    from k8s_workers.config.loader import load_config
+    from k8s_workers.decisions.rollout import service_digests
+    from k8s_workers.scripts.install_plan import review_plan
+    from tests.conftest import base_config
+
+    raw = base_config(test_ca, ssh_key)
+    config = load_config(raw)
+    now = {n.name: service_digests(review_plan(config.cluster, n, config.nodes)) for n in config.nodes}
+    stale = {**now["worker-1"], "kubelet": "0" * 16}
+    found = {
+        "worker-1": _registered(services=stale),
+        "worker-2.example.org": _registered(services=now["worker-2.example.org"]),
+    }
+    monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
+    monkeypatch.setattr(cluster_api, "registered", lambda api, nodes: ("v1.37.2", found))
+    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: {})
+    result = run_program(raw, slow=("worker-1-registration",))
+    assert result.error is None, result.error
+    batches = {name: r.inputs["batch"] for name, r in _named(result, "-membership").items()}
+    assert batches == {"worker-1": 1, "worker-2.example.org": 0}
+    found["worker-1"] = _registered(services=now["worker-1"])  # both in step: nothing batched
+    result = run_program(raw)
+    assert {r.inputs["batch"] for r in _named(result, "-membership").values()} == {0}
 
 
 def test_a_batch_number_alone_is_no_change():
@@ -517,13 +553,13 @@ def test_a_version_the_skew_policy_forbids_is_refused_before_any_resource(test_c
     from tests.conftest import base_config
 
     raw = base_config(test_ca, ssh_key)
-    monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.36.4", {}))
+    monkeypatch.setattr(cluster_api, "registered", lambda api, nodes: ("v1.36.4", {}))
     monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: {})
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
     result = run_program(raw)
     assert "cluster.kubernetesVersion" in str(result.error) and "newer than the apiserver" in str(result.error)
     assert result.resources == []
-    monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.37.9", {"worker-1": "v1.37.9"}))
+    monkeypatch.setattr(cluster_api, "registered", lambda api, nodes: ("v1.37.9", {"worker-1": _registered("v1.37.9")}))
     result = run_program(raw)
     assert "node worker-1 runs kubelet v1.37.9" in str(result.error) and "allowDowngrade" in str(result.error)
     raw["cluster"]["rollout"] = {"allowDowngrade": True}
@@ -535,7 +571,7 @@ def test_a_node_another_stack_owns_is_refused_before_any_resource_naming_that_st
     from tests.conftest import base_config
 
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
-    monkeypatch.setattr(cluster_api, "versions", lambda api, nodes: ("v1.37.2", {"worker-1": "v1.37.2"}))
+    monkeypatch.setattr(cluster_api, "registered", lambda api, nodes: ("v1.37.2", {"worker-1": _registered()}))
     claimed = {"worker-1": {"k8s-workers/test"}, "worker-2.example.org": {"k8s-workers/pool-b"}, "x": {"k8s-workers/c"}}
     monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: claimed)
     result = run_program(base_config(test_ca, ssh_key))
@@ -604,3 +640,32 @@ def test_a_preview_declares_every_batch_without_waiting(test_ca, ssh_key):
     order = [r.name for r in preview.resources]  # as they finished
     assert order.index(f"{second}-membership") < order.index(f"{first}-registration")
     assert _named(preview, "-membership")[second].inputs["batch"] == 2
+
+
+def test_a_registration_records_the_nodes_services_last_and_plans_an_update_when_the_record_differs(monkeypatch):
+    """The record is what the next `up`'s batching reads: written after the uncordon (an `up` stopped
+    before it leaves the node batched next time), and a Node without it (joined before records
+    existed) gets it on the next `up`."""
+    from components import node_registration
+    from k8s_workers import cluster_api
+
+    calls: list[object] = []
+    node = {"metadata": {"name": "n1", "annotations": {}}}
+    monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
+    for name in ("reconcile_node_metadata", "revoke_node_bootstrap_tokens", "uncordon_if_ours"):
+        monkeypatch.setattr(cluster_api, name, lambda *a, name=name, **k: calls.append(name))
+    monkeypatch.setattr(cluster_api, "annotate_node", lambda api, n, annotations: calls.append(annotations))
+    props = {"node": "n1", "labels": {}, "taints": [], "services": {"kubelet": "b", "containerd": "a"}, "owner": "p/s"}
+    node_registration.register(props)
+    assert calls[-1] == {"k8s-workers/services": '{"containerd":"a","kubelet":"b"}', "k8s-workers/owner": "p/s"}
+    assert calls[:-1] == ["reconcile_node_metadata", "revoke_node_bootstrap_tokens", "uncordon_if_ours"]
+
+    monkeypatch.setattr(cluster_api, "node_metadata_drift", lambda api, n, declared: False)
+    monkeypatch.setattr(cluster_api, "node_bootstrap_tokens", lambda api, n: [])
+    monkeypatch.setattr(cluster_api, "cordoned_by_us", lambda api, n: False)
+    monkeypatch.setattr(cluster_api, "read_node", lambda api, n: node)
+    assert node_registration.drift(props) == ["services"]  # nothing recorded yet
+    node["metadata"]["annotations"] = {"k8s-workers/services": calls[-1]["k8s-workers/services"]}
+    assert node_registration.drift(props) == []
+    assert node_registration.drift({**props, "services": {"kubelet": "c", "containerd": "a"}}) == ["services"]
+    assert node_registration.drift({**props, "hostGone": True, "services": {}}) == []

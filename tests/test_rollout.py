@@ -29,9 +29,19 @@ def test_batches_keep_config_order():
 
 def test_nodes_not_in_the_cluster_yet_join_at_once_and_the_others_roll():
     nodes = ["a", "b", "c", "d", "e"]
-    assert rollout_batches(nodes, 1, {"b", "d"}) == (["a", "c", "e"], [["b"], ["d"]])
-    assert rollout_batches(nodes, "50%", set()) == (nodes, [])  # a first up fans out to every host
+    assert rollout_batches(nodes, 1, {"b": None, "d": None}) == (["a", "c", "e"], [["b"], ["d"]])
+    assert rollout_batches(nodes, "50%", {}) == (nodes, [])  # a first up fans out to every host
     assert rollout_batches(nodes, 2, None) == ([], [["a", "b"], ["c", "d"], ["e"]])  # cluster not reachable
+
+
+def test_joined_nodes_already_running_the_wanted_services_wait_for_no_batch():
+    """A no-op `up` of a joined fleet is one wave; only nodes where a service would restart roll, in
+    batches sized from every joined node (50% of 4)."""
+    old, new = {"kubelet": "1", "containerd": "1"}, {"kubelet": "2", "containerd": "1"}
+    joined = {"a": old, "b": dict(new), "c": old, "d": None}  # d: nothing recorded (joined before records)
+    wanted = {n: new for n in "abcde"}
+    assert rollout_batches(list("abcde"), "50%", joined, wanted) == (["b", "e"], [["a", "c"], ["d"]])
+    assert rollout_batches(list("abcd"), 1, {n: new for n in "abcd"}, wanted) == (list("abcd"), [])
 
 
 def _plan(test_ca, ssh_key, edit=lambda raw: None):

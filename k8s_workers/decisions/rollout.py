@@ -2,8 +2,8 @@
 
 A change that restarts the kubelet or the container runtime, or replaces one of their binaries,
 is rolled out in batches of at most `maxUnavailable` nodes, each drained first; batch k+1 starts
-only once every node of batch k is Ready again (the program declares that order as
-dependencies). What restarts is read from the node's review plan: each file and binary names
+only once every node of batch k is Ready again (components/sequencing.py). Only the nodes where
+something restarts are batched: each Node records the services its last `up` left running. What restarts is read from the node's review plan: each file and binary names
 the service it restarts, so a per-service digest changes exactly when that service would.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 
 from k8s_workers.scripts.install_plan import NodePlan
 
@@ -29,21 +29,34 @@ def batch_size(node_count: int, max_unavailable: int | str) -> int:
     return max(1, max_unavailable)
 
 
-def batches(nodes: Sequence[str], max_unavailable: int | str) -> list[list[str]]:
-    """The nodes in config order, cut into batches of `batch_size`."""
-    size = batch_size(len(nodes), max_unavailable)
+def _cut(nodes: Sequence[str], size: int) -> list[list[str]]:
     return [list(nodes[i : i + size]) for i in range(0, len(nodes), size)]
 
 
+def batches(nodes: Sequence[str], max_unavailable: int | str) -> list[list[str]]:
+    """The nodes in config order, cut into batches of `batch_size`."""
+    return _cut(nodes, batch_size(len(nodes), max_unavailable))
+
+
 def rollout_batches(
-    nodes: Sequence[str], max_unavailable: int | str, joined: Collection[str] | None
+    nodes: Sequence[str],
+    max_unavailable: int | str,
+    joined: Mapping[str, Mapping[str, str] | None] | None,
+    wanted: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    """(joining, batches). Nodes not in the cluster yet join all at once: nothing runs on them that a
-    change could disrupt, so a first `up` fans out to every host. The nodes that have joined go in
-    batches. `joined` None (the cluster was not reachable, e.g. a preview in CI): every node batched."""
+    """(free, batches). Free, all at once (batch 0): nodes not in the cluster yet (nothing runs on
+    them that a change could disrupt, so a first `up` fans out to every host), and joined nodes whose
+    services, as their last `up` recorded them (`joined`: node -> per-service digests, None if none
+    recorded), are the ones `wanted` now: nothing restarts there, so a no-op `up` of a whole fleet
+    waits for no batch. The other joined nodes go in batches, sized from all joined nodes (as
+    Kubernetes counts a percentage). `joined` None (the cluster was not reachable, e.g. a preview in
+    CI): every node batched."""
     if joined is None:
         return [], batches(nodes, max_unavailable)
-    return [n for n in nodes if n not in joined], batches([n for n in nodes if n in joined], max_unavailable)
+    wanted = wanted or {}
+    in_step = [n for n in nodes if n not in joined or (joined[n] is not None and joined[n] == wanted.get(n))]
+    rolling = [n for n in nodes if n not in in_step]
+    return in_step, _cut(rolling, batch_size(sum(n in joined for n in nodes), max_unavailable))
 
 
 def service_digests(plan: NodePlan) -> dict[str, str]:

@@ -16,6 +16,10 @@ NODE_ANNOTATION = "k8s-workers/node"  # on a bootstrap token's Secret: the node 
 # On a token's Secret and on the Node: the stack that declares the node (project/stack), so two
 # stacks of a fleet never both claim one node (k8s_workers/decisions/ownership.py).
 OWNER_ANNOTATION = "k8s-workers/owner"
+# On the Node, put by its registration at the end of every `up`: the per-service digests its host runs
+# (k8s_workers/decisions/rollout.py). A node whose digests equal the new ones has nothing to restart,
+# so the next `up` puts it in no batch and waits for nothing.
+SERVICES_ANNOTATION = "k8s-workers/services"
 # The group only this program's bootstrap tokens carry: the bootstrap roles are bound to it, not to
 # every `system:bootstrappers` member, so a token made for anything else gets no node certificate.
 BOOTSTRAP_GROUP = "system:bootstrappers:k8s-workers"

@@ -10,6 +10,7 @@ from k8s_workers.config.loader import Cluster, Node, required_artifacts
 from k8s_workers.config.models import CGROUP_V1_REFUSED_MINOR
 from k8s_workers.render.host_paths import PATHS
 from k8s_workers.render.node_files import (
+    PLACEHOLDER_SECRETS,
     POD_ROUTES_SERVICE,
     HostFile,
     NodeSecrets,
@@ -184,6 +185,12 @@ def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets, peers: tuple[N
     template = "scripts/remove.sh.j2"
     removal = HostFile(PATHS.removal_script, "0700", template, render(template, plan=plan, paths=PATHS), None)
     return dataclasses.replace(plan, files=(removal, *plan.files))
+
+
+def review_plan(cluster: Cluster, node: Node, peers: tuple[Node, ...] = ()) -> NodePlan:
+    """The plan with placeholders for its secrets: what a preview shows (paths, modes, hashes), and
+    what each service's restart depends on."""
+    return plan_node(cluster, node, PLACEHOLDER_SECRETS, peers)
 
 
 def sha256_text(text: str) -> str:
