@@ -14,7 +14,7 @@ from components.stack_config import raw_from_pulumi
 from components.worker_node import WorkerNode
 from k8s_workers.config.fleet import read_fleet, settings_for_pools
 from k8s_workers.config.loader import ConfigError, load_config
-from k8s_workers.decisions.rollout import rollout_batches, service_digests
+from k8s_workers.decisions.rollout import rollout_batches, service_digests, services_digest
 from k8s_workers.scripts.install_plan import review_plan
 
 raw = raw_from_pulumi()
@@ -50,7 +50,7 @@ else:
 
 by_name = {node.name: node for node in config.nodes}
 reviews = {node.name: review_plan(config.cluster, node, config.nodes) for node in config.nodes}
-wanted = {name: service_digests(review) for name, review in reviews.items()}
+wanted = {name: services_digest(service_digests(review)) for name, review in reviews.items()}
 in_step, rolling = rollout_batches(list(by_name), config.cluster.rollout.max_unavailable, joined, wanted)
 workers: dict[str, WorkerNode] = {}
 

@@ -21,17 +21,20 @@ from k8s_workers.scripts.install_plan import NodePlan
 
 # What makes an update. Not the batch alone: a node that joined in batch 0 and sits in batch k on the
 # next `up` has nothing to do, and a re-run must plan nothing. The batch shows beside a real change.
-DISRUPTION_INPUTS = ("services", "drain", "drainOptions")
+DISRUPTION_INPUTS = ("services", "drain")
 
 
-def drain_options(cluster: Cluster) -> dict[str, Any]:
+def drain_flags(cluster: Cluster, node: Node) -> str:
+    """How the node is drained, as `kubectl drain`'s flags; "" when it is not (draining off, or the
+    host is gone for good and its pods cannot stop)."""
+    from k8s_workers.decisions.drain import DrainOptions
+
     rollout = cluster.rollout
-    return {
-        "ignore_daemonsets": rollout.ignore_daemonsets,
-        "delete_emptydir_data": rollout.delete_emptydir_data,
-        "force": rollout.force,
-        "timeout_seconds": rollout.drain_timeout_seconds,
-    }
+    if not rollout.drain or node.host_gone:
+        return ""
+    return DrainOptions(
+        rollout.ignore_daemonsets, rollout.delete_emptydir_data, rollout.force, rollout.drain_timeout_seconds
+    ).flags()
 
 
 def disruption_props(cluster: Cluster, node: Node, plan: NodePlan, batch: Any, kubeconfig: Any) -> dict[str, Any]:
@@ -40,8 +43,7 @@ def disruption_props(cluster: Cluster, node: Node, plan: NodePlan, batch: Any, k
         "node": node.name,
         "batch": batch,
         "services": service_digests(plan),
-        "drain": cluster.rollout.drain and not node.host_gone,
-        "drainOptions": drain_options(cluster),
+        "drain": drain_flags(cluster, node),
         "kubeconfig": kubeconfig,
         "restarts": None,
         "drained": None,
@@ -55,10 +57,11 @@ def prepare(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[str, Any]
     from k8s_workers.decisions.rollout import needs_drain, restarted
 
     restarts = restarted((olds or {}).get("services"), news["services"])
+    options = DrainOptions.of_props(news)
     drained = False
-    if needs_drain(restarts) and news.get("drain"):
+    if needs_drain(restarts) and options:
         api = api_client(news.get("kubeconfig"))
         cordon(api, news["node"], f"k8s-workers: a change restarts {', '.join(restarts)}")
-        drain(api, news["node"], DrainOptions.of(news["drainOptions"]))
+        drain(api, news["node"], options)
         drained = True
     return {**news, "restarts": restarts, "drained": drained}

@@ -32,15 +32,14 @@ from k8s_workers.config.loader import Cluster, Node
 
 TIMEOUT_S = 60.0  # the node is Ready when this runs: its kubelet asks within seconds
 _INPUTS = (
-    "node", "inventory", "approveServing", "labels", "taints", "tokenGeneration", "services", "drain", "drainOptions",
-    "hostGone", "owner",
+    "node", "address", "approveServing", "labels", "taints", "tokenGeneration", "services", "drain", "hostGone", "owner",
 )  # fmt: skip
 
 
 def _inventory(props: dict[str, Any]) -> dict[str, Any]:
     from k8s_workers.decisions.serving_csr import NodeIdentity
 
-    return {n["name"]: NodeIdentity.of(n["name"], n["addresses"]) for n in props["inventory"]}
+    return {props["node"]: NodeIdentity.of(props["node"], [props["address"]])}
 
 
 def _declared(props: dict[str, Any]) -> Any:
@@ -57,7 +56,6 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
         approve_serving_certificates,
         reconcile_node_metadata,
         revoke_node_bootstrap_tokens,
-        services_annotation,
         uncordon_if_ours,
     )
     from k8s_workers.render.cluster_objects import OWNER_ANNOTATION, SERVICES_ANNOTATION
@@ -81,7 +79,7 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
     revoke_node_bootstrap_tokens(api, node)
     uncordon_if_ours(api, node)  # the install before this returned Ready
     # Last: the services the host now runs (the next `up` batches only nodes where one would restart).
-    annotations = {SERVICES_ANNOTATION: services_annotation(props.get("services") or {})}
+    annotations = {SERVICES_ANNOTATION: props.get("services") or ""}
     if props.get("owner"):
         annotations[OWNER_ANNOTATION] = props["owner"]
     annotate_node(api, node, annotations)
@@ -93,11 +91,12 @@ def retire(props: dict[str, Any]) -> None:
     from k8s_workers.cluster_api import api_client, cordon, drain
     from k8s_workers.decisions.drain import DrainOptions
 
-    if props.get("hostGone") or not props.get("drain"):
+    options = DrainOptions.of_props(props)
+    if props.get("hostGone") or options is None:
         return
     api = api_client(props.get("kubeconfig"))
     cordon(api, props["node"], "k8s-workers: the node is being removed")
-    drain(api, props["node"], DrainOptions.of(props["drainOptions"]))
+    drain(api, props["node"], options)
 
 
 def drift(props: dict[str, Any]) -> list[str]:
@@ -125,7 +124,7 @@ def drift(props: dict[str, Any]) -> list[str]:
     elif (
         not props.get("hostGone")
         and (found := read_node(api, props["node"]))
-        and recorded_services(found) != (props.get("services") or {})
+        and recorded_services(found) != (props.get("services") or "")
     ):
         reasons.append("services")  # not recorded yet (joined before it was), or by an `up` that did not finish
     return reasons
@@ -152,26 +151,25 @@ class _Provider(ResourceProvider):
 
 
 def registration_props(
-    cluster: Cluster, node: Node, kubeconfig: Any, services: dict[str, str] | None = None, owner: str | None = None
+    cluster: Cluster, node: Node, kubeconfig: Any, services: str = "", owner: str | None = None
 ) -> dict[str, Any]:
     """The resource's inputs (Outputs in the program, plain values in the lab). `services`: the
-    node's per-service digests, so a change that restarts something updates this after the install."""
-    from components.node_disruption import drain_options
+    node's services digest, so a change that restarts something updates this after the install."""
+    from components.node_disruption import drain_flags
 
     # Only this node's own identity: it judges the requests its kubelet makes (the other nodes'
     # resources judge theirs), and the stack stays linear in size (no inventory per node).
     return {
         "node": node.name,
-        "inventory": [{"name": node.name, "addresses": [str(node.address)]}],
+        "address": str(node.address),
         "approveServing": cluster.serving_certificates == "approve",
         "labels": dict(node.labels),
         "taints": [t.model_dump() for t in node.taints],
         # Which token is the membership's business: this revokes every token made for the node once
         # it has joined. The generation, known at preview, makes a re-issue update this too.
         "tokenGeneration": node.token_generation,
-        "services": services or {},
-        "drain": cluster.rollout.drain,
-        "drainOptions": drain_options(cluster),
+        "services": services,
+        "drain": drain_flags(cluster, node),
         "hostGone": node.host_gone,
         "owner": owner,  # put on the Node: which stack of the fleet declares it
         "kubeconfig": kubeconfig,
@@ -189,7 +187,7 @@ class NodeRegistration(pulumi.dynamic.Resource):
         cluster: Cluster,
         node: Node,
         kubeconfig: pulumi.Input[str] | None,
-        services: dict[str, str],
+        services: str,  # services_digest: a change that restarts a service updates this after the install
         owner: str,
         opts: pulumi.ResourceOptions | None = None,
     ):

@@ -7,7 +7,7 @@ import pulumi
 from k8s_workers.config.loader import StackConfig
 
 
-def check_cluster(config: StackConfig, owner: str) -> dict[str, dict[str, str] | None] | None:
+def check_cluster(config: StackConfig, owner: str) -> dict[str, str | None] | None:
     """Refuse a kubernetesVersion the version-skew policy forbids (newer than the apiserver, more
     than 3 minors older, or a downgrade of a running node), and nodes another stack of the fleet
     owns. Returns the declared nodes the cluster already has, each with the services its last `up`

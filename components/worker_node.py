@@ -16,7 +16,7 @@ from components.membership import NodeMembership
 from components.node_registration import NodeRegistration
 from components.sequencing import once_done
 from k8s_workers.config.loader import Cluster, Node
-from k8s_workers.decisions.rollout import service_digests
+from k8s_workers.decisions.rollout import service_digests, services_digest
 from k8s_workers.render.node_files import NodeSecrets, kubelet_configuration, kubelet_node_args
 from k8s_workers.scripts.commands import install_command, install_stdin, removal_command
 from k8s_workers.scripts.install_plan import NodePlan, plan_node, review_plan
@@ -119,7 +119,7 @@ class WorkerNode(pulumi.ComponentResource):
 
         # Serving certificates, labels and taints on the Node, the token revoked: after the install.
         self.registration = NodeRegistration(
-            cluster, node, credentials.kubeconfig, service_digests(reviewed), owner,
+            cluster, node, credentials.kubeconfig, services_digest(service_digests(reviewed)), owner,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
         )  # fmt: skip
 

@@ -211,20 +211,11 @@ def annotate_node(api: client.ApiClient, node: str, annotations: Mapping[str, st
     return True
 
 
-def services_annotation(services: Mapping[str, str]) -> str:
-    return json.dumps(dict(sorted(services.items())), separators=(",", ":"))
-
-
-def recorded_services(node: Mapping[str, Any] | None) -> dict[str, str] | None:
-    """The per-service digests the Node's registration recorded (None: none recorded, or unreadable)."""
+def recorded_services(node: Mapping[str, Any] | None) -> str | None:
+    """The services digest the Node's registration recorded after the last `up` (None: none yet)."""
     from k8s_workers.render.cluster_objects import SERVICES_ANNOTATION
 
-    text = ((node or {}).get("metadata", {}).get("annotations") or {}).get(SERVICES_ANNOTATION)
-    try:
-        found = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
+    return ((node or {}).get("metadata", {}).get("annotations") or {}).get(SERVICES_ANNOTATION)
 
 
 def revoke_node_bootstrap_tokens(api: client.ApiClient, node: str) -> list[str]:
@@ -364,7 +355,7 @@ class Registered:
     """A declared node the cluster has: its kubelet's version and the services its last `up` recorded."""
 
     kubelet_version: str
-    services: dict[str, str] | None
+    services: str | None
 
 
 def registered(api: client.ApiClient, nodes: set[str]) -> tuple[str, dict[str, Registered]]:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from components import membership, node_disruption, node_registration
 from k8s_workers.config.loader import StackConfig
-from k8s_workers.decisions.rollout import batches, service_digests
+from k8s_workers.decisions.rollout import batches, service_digests, services_digest
 from k8s_workers.render.cluster_objects import token_expires_at
-from k8s_workers.render.node_files import PLACEHOLDER_SECRETS, NodeSecrets
+from k8s_workers.render.node_files import NodeSecrets
 from k8s_workers.scripts.commands import install_command, install_stdin, removal_command
-from k8s_workers.scripts.install_plan import NodePlan, plan_node
+from k8s_workers.scripts.install_plan import NodePlan, plan_node, review_plan
 from lab import remote
 from lab.hosts import LabHost
 from lab.paths import ADMIN_KUBECONFIG, CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY
@@ -134,11 +134,11 @@ def _node(config: StackConfig, name: str):  # type: ignore[no-untyped-def]
 
 
 def _review_plan(config: StackConfig, name: str) -> NodePlan:
-    return plan_node(config.cluster, _node(config, name), PLACEHOLDER_SECRETS, config.nodes)
+    return review_plan(config.cluster, _node(config, name), config.nodes)
 
 
 def registration_props(config: StackConfig, name: str) -> dict:
-    services = service_digests(_review_plan(config, name))
+    services = services_digest(service_digests(_review_plan(config, name)))
     return node_registration.registration_props(
         config.cluster, _node(config, name), ADMIN_KUBECONFIG.read_text(), services
     )

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from k8s_workers.config.loader import load_config
+from k8s_workers.decisions.rollout import services_digest
 from k8s_workers.render.host_paths import PATHS
 from k8s_workers.render.node_files import NodeSecrets, node_files
 from k8s_workers.render.stack import render_stack
@@ -366,7 +367,7 @@ def test_each_node_registers_after_its_install(run):
         assert registration.inputs["node"] == node
         assert registration.inputs["approveServing"] is True
         address = {"worker-1": "192.0.2.11", "worker-2.example.org": "192.0.2.12"}[node]
-        assert registration.inputs["inventory"] == [{"name": node, "addresses": [address]}]  # linear in nodes
+        assert registration.inputs["address"] == address  # its own only: linear in nodes
         # It revokes the node's tokens once joined; the generation (known at preview) re-runs it on a re-issue.
         assert registration.inputs["tokenGeneration"] == 1 and "tokenId" not in registration.inputs
         assert any(d.endswith(f"::{node}-install") for d in registration.dependencies)
@@ -445,11 +446,10 @@ def test_a_rolling_change_goes_batch_by_batch(run):
         assert any(d.endswith(f"::{node}-membership") for d in run.named(f"{node}-install").dependencies)
         services = disruptions[node].inputs["services"]
         assert {"containerd", "kubelet", "kube-proxy"} <= set(services)
-        assert registrations[node].inputs["services"] == services  # a restart updates the registration too
-        assert disruptions[node].inputs["drain"] is True
-        assert disruptions[node].inputs["drainOptions"] == {
-            "ignore_daemonsets": True, "delete_emptydir_data": True, "force": False, "timeout_seconds": 300,
-        }  # fmt: skip
+        # A restart updates the registration too (it uncordons): by one digest, one line in a diff.
+        assert registrations[node].inputs["services"] == services_digest(services)
+        drain = "--ignore-daemonsets=true --delete-emptydir-data=true --force=false --timeout=300s"
+        assert disruptions[node].inputs["drain"] == registrations[node].inputs["drain"] == drain
 
 
 def test_nodes_the_cluster_does_not_have_yet_join_together_without_waiting(test_ca, ssh_key, monkeypatch):
@@ -481,14 +481,14 @@ def test_joined_nodes_whose_recorded_services_are_unchanged_wait_for_no_batch(te
     membership waits for another node's registration. Where a service would restart, it is batched."""
     from k8s_workers import cluster_api
     from k8s_workers.config.loader import load_config
-    from k8s_workers.decisions.rollout import service_digests
+    from k8s_workers.decisions.rollout import service_digests, services_digest
     from k8s_workers.scripts.install_plan import review_plan
     from tests.conftest import base_config
 
     raw = base_config(test_ca, ssh_key)
     config = load_config(raw)
-    now = {n.name: service_digests(review_plan(config.cluster, n, config.nodes)) for n in config.nodes}
-    stale = {**now["worker-1"], "kubelet": "0" * 16}
+    now = {n.name: services_digest(service_digests(review_plan(config.cluster, n, config.nodes))) for n in config.nodes}
+    stale = "0" * 16
     found = {
         "worker-1": _registered(services=stale),
         "worker-2.example.org": _registered(services=now["worker-2.example.org"]),
@@ -545,7 +545,7 @@ def test_a_host_gone_for_good_gets_no_ssh_and_no_drain(test_ca, ssh_key):
     assert gone.retain_on_delete and "create" in gone.ignore_changes and "stdin" in gone.ignore_changes
     assert not kept.retain_on_delete and kept.ignore_changes == []
     assert _named(result, "-registration")["worker-1"].inputs["hostGone"] is True
-    assert _named(result, "-membership")["worker-1"].inputs["drain"] is False
+    assert _named(result, "-membership")["worker-1"].inputs["drain"] == ""  # not drained
 
 
 def test_a_version_the_skew_policy_forbids_is_refused_before_any_resource(test_ca, ssh_key, monkeypatch):
@@ -655,9 +655,9 @@ def test_a_registration_records_the_nodes_services_last_and_plans_an_update_when
     for name in ("reconcile_node_metadata", "revoke_node_bootstrap_tokens", "uncordon_if_ours"):
         monkeypatch.setattr(cluster_api, name, lambda *a, name=name, **k: calls.append(name))
     monkeypatch.setattr(cluster_api, "annotate_node", lambda api, n, annotations: calls.append(annotations))
-    props = {"node": "n1", "labels": {}, "taints": [], "services": {"kubelet": "b", "containerd": "a"}, "owner": "p/s"}
+    props = {"node": "n1", "labels": {}, "taints": [], "services": "0123abcd", "owner": "p/s"}
     node_registration.register(props)
-    assert calls[-1] == {"k8s-workers/services": '{"containerd":"a","kubelet":"b"}', "k8s-workers/owner": "p/s"}
+    assert calls[-1] == {"k8s-workers/services": "0123abcd", "k8s-workers/owner": "p/s"}
     assert calls[:-1] == ["reconcile_node_metadata", "revoke_node_bootstrap_tokens", "uncordon_if_ours"]
 
     monkeypatch.setattr(cluster_api, "node_metadata_drift", lambda api, n, declared: False)
@@ -667,5 +667,5 @@ def test_a_registration_records_the_nodes_services_last_and_plans_an_update_when
     assert node_registration.drift(props) == ["services"]  # nothing recorded yet
     node["metadata"]["annotations"] = {"k8s-workers/services": calls[-1]["k8s-workers/services"]}
     assert node_registration.drift(props) == []
-    assert node_registration.drift({**props, "services": {"kubelet": "c", "containerd": "a"}}) == ["services"]
-    assert node_registration.drift({**props, "hostGone": True, "services": {}}) == []
+    assert node_registration.drift({**props, "services": "4567cdef"}) == ["services"]
+    assert node_registration.drift({**props, "hostGone": True, "services": ""}) == []

@@ -122,3 +122,18 @@ def test_version_skew(declared, apiserver, running, allow, problem):
         assert problems == []
     else:
         assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_drain_options_travel_as_kubectl_drain_flags_and_old_state_reads_the_same():
+    from k8s_workers.decisions.drain import DrainOptions
+
+    options = DrainOptions(ignore_daemonsets=True, delete_emptydir_data=False, force=True, timeout_seconds=90)
+    flags = options.flags()
+    assert flags == "--ignore-daemonsets=true --delete-emptydir-data=false --force=true --timeout=90s"
+    assert DrainOptions.from_flags(flags) == options
+    assert DrainOptions.of_props({"drain": flags}) == options
+    assert DrainOptions.of_props({"drain": ""}) is None  # not drained
+    # State written before the flags: `drain: true` beside a mapping; false is not drained.
+    old = {"ignore_daemonsets": True, "delete_emptydir_data": False, "force": True, "timeout_seconds": 90}
+    assert DrainOptions.of_props({"drain": True, "drainOptions": old}) == options
+    assert DrainOptions.of_props({"drain": False, "drainOptions": old}) is None

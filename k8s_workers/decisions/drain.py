@@ -24,6 +24,39 @@ class DrainOptions:
     def of(data: Mapping[str, Any]) -> DrainOptions:
         return DrainOptions(**{k: data[k] for k in DrainOptions.__dataclass_fields__ if k in data})
 
+    def flags(self) -> str:
+        """As `kubectl drain` spells them: one line in a preview, where a mapping took six."""
+        flags = {
+            "ignore-daemonsets": _on(self.ignore_daemonsets),
+            "delete-emptydir-data": _on(self.delete_emptydir_data),
+            "force": _on(self.force),
+            "timeout": f"{self.timeout_seconds}s",
+        }
+        return " ".join(f"--{name}={value}" for name, value in flags.items())
+
+    @staticmethod
+    def from_flags(text: str) -> DrainOptions:
+        found = dict(flag.removeprefix("--").split("=", 1) for flag in text.split())
+        return DrainOptions(
+            ignore_daemonsets=found["ignore-daemonsets"] == "true",
+            delete_emptydir_data=found["delete-emptydir-data"] == "true",
+            force=found["force"] == "true",
+            timeout_seconds=int(found["timeout"].removesuffix("s")),
+        )
+
+    @staticmethod
+    def of_props(props: Mapping[str, Any]) -> DrainOptions | None:
+        """A node resource's drain: its `drain` flags, None when it is not drained. State written
+        before the flags (`drain: true` beside a `drainOptions` mapping) reads the same."""
+        drain = props.get("drain")
+        if isinstance(drain, str):
+            return DrainOptions.from_flags(drain) if drain else None
+        return DrainOptions.of(props.get("drainOptions") or {}) if drain else None
+
+
+def _on(value: bool) -> str:
+    return "true" if value else "false"
+
 
 @dataclass(frozen=True)
 class PodVerdict:

@@ -41,12 +41,12 @@ def batches(nodes: Sequence[str], max_unavailable: int | str) -> list[list[str]]
 def rollout_batches(
     nodes: Sequence[str],
     max_unavailable: int | str,
-    joined: Mapping[str, Mapping[str, str] | None] | None,
-    wanted: Mapping[str, Mapping[str, str]] | None = None,
+    joined: Mapping[str, str | None] | None,
+    wanted: Mapping[str, str] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """(free, batches). Free, all at once (batch 0): nodes not in the cluster yet (nothing runs on
     them that a change could disrupt, so a first `up` fans out to every host), and joined nodes whose
-    services, as their last `up` recorded them (`joined`: node -> per-service digests, None if none
+    services, as their last `up` recorded them (`joined`: node -> `services_digest`, None if none
     recorded), are the ones `wanted` now: nothing restarts there, so a no-op `up` of a whole fleet
     waits for no batch. The other joined nodes go in batches, sized from all joined nodes (as
     Kubernetes counts a percentage). `joined` None (the cluster was not reachable, e.g. a preview in
@@ -70,6 +70,12 @@ def service_digests(plan: NodePlan) -> dict[str, str]:
         if artifact.restarts in parts:
             parts[artifact.restarts].append(f"{artifact.name}:{artifact.sha256}")
     return {s: hashlib.sha256("\n".join(sorted(p)).encode()).hexdigest()[:16] for s, p in sorted(parts.items())}
+
+
+def services_digest(digests: Mapping[str, str]) -> str:
+    """One digest of a node's per-service digests: what its Node records after an `up`
+    (SERVICES_ANNOTATION) and what updates its registration."""
+    return hashlib.sha256("\n".join(f"{s}:{d}" for s, d in sorted(digests.items())).encode()).hexdigest()[:16]
 
 
 def restarted(old: dict[str, str] | None, new: dict[str, str]) -> list[str]:
