@@ -8,6 +8,7 @@ this measures the engine and the program, not hosts). `servingCertificates: self
 kubelet asks for a serving certificate here); `maxUnavailable: 100%`.
 
 Usage: venv/bin/python benchmarks/bench_engine_noop.py [--sizes 10,100,250] [--max-unavailable 100%]
+[--parallel N]
 (as root: the lab's control plane; the engine on PATH)
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import json
 import sys
 import tempfile
 import threading
@@ -28,8 +30,9 @@ from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_engine_scale import measured
+from benchmarks.bench_engine_scale import measured, sampled
 from k8s_workers.cluster_api import api_client
+from k8s_workers.decisions.preview_summary import comment, steps_from, summarize
 from lab import cluster, control_plane, mirror, pins, stack
 from lab.__main__ import down, up
 from lab.paths import ADMIN_KUBECONFIG
@@ -94,7 +97,7 @@ def raw_config(host_key: str, max_unavailable: int | str = "100%") -> dict[str, 
 
 
 def one_size(
-    nodes: int, host_key: str, workdir: Path, max_unavailable: int | str = "100%"
+    nodes: int, host_key: str, workdir: Path, max_unavailable: int | str = "100%", parallel: list[str] | None = None
 ) -> tuple[Project, dict[str, dict[str, Any]]]:
     names = [f"fake-{i:04d}" for i in range(nodes)]
     hand_made_nodes(names)
@@ -104,10 +107,12 @@ def one_size(
     (project.dir / "inventory.yaml").write_text(yaml.safe_dump({"nodes": inventory}, sort_keys=False))
     raw = raw_config(host_key, max_unavailable)
     project.stack_file.write_text(stack.stack_document(raw))
-    results = {"first up (builds the state)": measured(project, "up", "--yes", "--skip-preview")}
-    results["no-op preview, cluster reachable"] = measured(project, "preview")
-    # Joined nodes in batches of maxUnavailable: a no-op `up` still waits for each batch's registrations.
-    results["no-op up, cluster reachable"] = measured(project, "up", "--yes", "--skip-preview")
+    parallel = parallel or []
+    results = {"first up (builds the state)": measured(project, "up", "--yes", "--skip-preview", *parallel)}
+    results["no-op preview, cluster reachable"] = measured(project, "preview", *parallel)
+    # Every node records its services at the end of the first `up`: a no-op `up` batches none.
+    results["no-op up, cluster reachable"] = measured(project, "up", "--yes", "--skip-preview", *parallel)
+    results["one kubelet setting changed, preview --diff"] = change_preview(project, raw)
     # The cluster side gone by hand (the state stays, for the preview without a cluster), so the
     # next size's stack can create its own bindings.
     cluster.kubectl("delete", "nodes", "--all", "--wait=false")
@@ -118,6 +123,32 @@ def one_size(
     return project, results
 
 
+def change_preview(project: Project, raw: dict[str, Any]) -> dict[str, Any]:
+    """What a pull request changing one kubelet setting on every node would be commented: the
+    `--diff` text and the comment the preview workflow builds from it (summary first, cut to fit)."""
+    raw["defaults"]["maxPods"] = 99
+    project.stack_file.write_text(stack.stack_document(raw))
+    command, log = project.command("preview", "--diff")
+    returncode, output, seconds, peak_mib = sampled(command, project.dir, project.env)
+    result = project._result(("preview", "--diff"), returncode, output, log, seconds)
+    if returncode != 0:
+        raise SystemExit(f"pulumi preview --diff failed:\n{output[-3000:]}")
+    steps = steps_from("\n".join(json.dumps(e) for e in result.events))
+    summary = summarize(steps).lines("noop")
+    text = comment("noop", summary, output, "preview-noop")
+    nodes = sum(1 for s in steps if s.name.endswith("-membership") and s.op == "update")
+    lines = output.count("\n")
+    summary_chars = len("\n".join(summary))
+    print(f"summary ({summary_chars} characters):", *summary, sep="\n", flush=True)
+    return {
+        "seconds": seconds,
+        "peak_mib": peak_mib,
+        "resources": sum(result.changes().values()),
+        "changes": f"{lines} lines, {lines / max(nodes, 1):.1f} per node; comment {len(text)} characters"
+        + (f", {text.rsplit('Cut at ', 1)[1].split(' lines')[0]} lines shown" if "Cut at " in text else ", whole"),
+    }
+
+
 def row(size: int, run: str, r: dict[str, Any]) -> str:
     return f"| {size} ({r['resources']}) | {run} | {r['seconds']:.1f} | {r['peak_mib']:.0f} | {r['changes']} |"
 
@@ -126,7 +157,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10,100,250")
     parser.add_argument("--max-unavailable", default="100%")
+    parser.add_argument("--parallel", type=int, default=None, help="pulumi's --parallel (default: the engine's)")
     args = parser.parse_args()
+    parallel = ["--parallel", str(args.parallel)] if args.parallel else []
     if (why := missing()) is not None:
         raise SystemExit(why)
     down()
@@ -139,12 +172,14 @@ def main() -> None:
             projects = {}
             for size in map(int, args.sizes.split(",")):
                 max_unavailable = int(args.max_unavailable) if args.max_unavailable.isdigit() else args.max_unavailable
-                projects[size], results = one_size(size, host_key, Path(workdir) / f"n{size}", max_unavailable)
+                projects[size], results = one_size(
+                    size, host_key, Path(workdir) / f"n{size}", max_unavailable, parallel
+                )
                 for run, r in results.items():
                     print(row(size, run, r), flush=True)
             control_plane.stop(state.control_plane)  # no cluster from here on (its kubeconfig stays)
             for size, project in projects.items():
-                print(row(size, "no-op preview, no cluster", measured(project, "preview")), flush=True)
+                print(row(size, "no-op preview, no cluster", measured(project, "preview", *parallel)), flush=True)
     finally:
         down()
 

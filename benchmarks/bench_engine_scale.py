@@ -107,7 +107,9 @@ def measured(project: Project, *args: str) -> dict[str, Any]:
     }
 
 
-def first_preview(nodes: int, max_unavailable: int | str, env: dict[str, str], workdir: Path) -> dict[str, Any]:
+def first_preview(
+    nodes: int, max_unavailable: int | str, env: dict[str, str], workdir: Path, parallel: int | None = None
+) -> dict[str, Any]:
     raw, inventory = stack_config(nodes, max_unavailable)
     project = Project(workdir, "scale", None, kubeconfig=None)
     project.env.update(env)
@@ -117,7 +119,7 @@ def first_preview(nodes: int, max_unavailable: int | str, env: dict[str, str], w
     project.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
     project.set_secret("caKey", ca_key)
     project.set_secret("sshPrivateKey", make_ssh_key())
-    return measured(project, "preview")
+    return measured(project, "preview", *(["--parallel", str(parallel)] if parallel else []))
 
 
 def main() -> None:
@@ -126,12 +128,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--max-unavailable", default="1")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the pulumi process")
+    parser.add_argument("--parallel", type=int, default=None, help="pulumi's --parallel (default: the engine's)")
     args = parser.parse_args()
     if (why := missing()) is not None:
         raise SystemExit(why)
     max_unavailable: int | str = int(args.max_unavailable) if args.max_unavailable.isdigit() else args.max_unavailable
     env = dict(item.split("=", 1) for item in args.env)
-    settings = ", ".join([f"maxUnavailable {max_unavailable}", *args.env]) or "defaults"
+    parallel = [f"--parallel {args.parallel}"] if args.parallel else []
+    settings = ", ".join([f"maxUnavailable {max_unavailable}", *parallel, *args.env])
     print(
         f"first `pulumi preview`, no cluster reachable ({settings}); {os.cpu_count()} cores; medians of {args.repeat}"
     )
@@ -141,7 +145,7 @@ def main() -> None:
         runs = []
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory(prefix="bench-scale-") as workdir:
-                runs.append(first_preview(size, max_unavailable, env, Path(workdir)))
+                runs.append(first_preview(size, max_unavailable, env, Path(workdir), args.parallel))
         seconds = statistics.median(r["seconds"] for r in runs)
         each = ", ".join(f"{r['seconds']:.1f}" for r in runs)
         peak = max(r["peak_mib"] for r in runs)
