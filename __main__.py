@@ -36,7 +36,7 @@ kube_proxy: KubeProxyCredentials
 bindings: list[pulumi.Resource] = []
 if config.fleet.holds_cluster:
     bindings = list(ClusterBootstrap("cluster", config.cluster).bindings)
-    identity = kube_proxy_identity(config)  # one client certificate for every node's kube-proxy
+    identity = kube_proxy_identity(config, owner())  # one client certificate for every node's kube-proxy
     kube_proxy = identity
     if config.fleet.role == "cluster":  # what its pools read; the guard goes first on destroy, or nothing does
         export_cluster(

@@ -12,8 +12,23 @@ from components.worker_node import NodeCredentials
 from k8s_workers.config.loader import Node, StackConfig
 
 
-def kube_proxy_identity(config: StackConfig) -> KubeProxyIdentity:
-    assert config.ca_key_pem is not None  # load_config requires it for the program
+def kube_proxy_identity(config: StackConfig, owner: str | None = None) -> KubeProxyIdentity:
+    """Issued by the cluster's CSR API, or signed here when the stack has the CA key; the preview
+    says which."""
+    kubeconfig = pulumi.Config("kubernetes").get("kubeconfig")
+    if config.ca_key_pem is None:
+        pulumi.log.info(
+            "kube-proxy's client certificate: issued by the cluster (a CertificateSigningRequest to "
+            "kubernetes.io/kube-apiserver-client); no CA key in this stack"
+        )
+        return KubeProxyIdentity(
+            "kube-proxy",
+            config.cluster,
+            None,
+            pulumi.Output.secret(kubeconfig) if kubeconfig is not None else None,
+            owner,
+        )
+    pulumi.log.info("kube-proxy's client certificate: signed in this stack with its caKey")
     return KubeProxyIdentity("kube-proxy", config.cluster, pulumi.Output.secret(config.ca_key_pem))
 
 

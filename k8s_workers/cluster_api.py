@@ -6,6 +6,7 @@ Decisions are made by `k8s_workers.decisions`; this only talks.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -47,6 +48,68 @@ def approve(api: client.ApiClient, verdict: Verdict) -> None:
     )
     csr.status.conditions = [*(csr.status.conditions or []), condition]
     certificates.replace_certificate_signing_request_approval(verdict.csr, csr)
+
+
+def own_username(api: client.ApiClient) -> str:
+    """Who this program is to the apiserver (a SelfSubjectReview)."""
+    review = client.AuthenticationV1Api(api).create_self_subject_review({"apiVersion": "authentication.k8s.io/v1"})
+    return review.status.user_info.username
+
+
+def issue_kube_proxy_certificate(
+    api: client.ApiClient, request_pem: str, expiration_seconds: int, owner: str | None, timeout: float = 60.0
+) -> str:
+    """kube-proxy's certificate from the signer `kubernetes.io/kube-apiserver-client`: our request
+    created, checked, approved, its certificate awaited (bounded) and checked; the request deleted
+    after. Raises with the reason when anything is not exactly ours."""
+    from k8s_workers.decisions.client_csr import (
+        SIGNER,
+        SIGNER_FLAGS,
+        approval_problems,
+        certificate_problems,
+        request_problems,
+    )
+    from k8s_workers.render.cluster_objects import kube_proxy_csr
+
+    if problems := request_problems(request_pem):
+        raise RuntimeError(f"kube-proxy's certificate request: {'; '.join(problems)}")
+    certificates = client.CertificatesV1Api(api)
+    created = certificates.create_certificate_signing_request(kube_proxy_csr(request_pem, expiration_seconds, owner))
+    name = created.metadata.name
+    try:
+        found = api.sanitize_for_serialization(certificates.read_certificate_signing_request(name))
+        if problems := approval_problems(found, request_pem, own_username(api)):
+            raise RuntimeError(f"CertificateSigningRequest {name} not approved: {'; '.join(problems)}")
+        csr = certificates.read_certificate_signing_request(name)
+        condition = client.V1CertificateSigningRequestCondition(
+            type="Approved", status="True", reason=APPROVAL_REASON, message="k8s-workers: kube-proxy's client identity"
+        )
+        csr.status.conditions = [*(csr.status.conditions or []), condition]
+        certificates.replace_certificate_signing_request_approval(name, csr)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = certificates.read_certificate_signing_request(name).status
+            failed = [c for c in status.conditions or [] if c.type in ("Denied", "Failed")]
+            if failed:
+                raise RuntimeError(f"CertificateSigningRequest {name}: {failed[0].type}: {failed[0].message}")
+            if status.certificate:
+                pem = base64.b64decode(status.certificate).decode()
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"CertificateSigningRequest {name} was approved but {SIGNER!r} issued no certificate within "
+                    f"{timeout:.0f} s: check {SIGNER_FLAGS}, or set caKey to sign kube-proxy's certificate here"
+                )
+            time.sleep(1)
+        if problems := certificate_problems(pem, request_pem):
+            raise RuntimeError(f"CertificateSigningRequest {name}: the certificate issued: {'; '.join(problems)}")
+        return pem
+    finally:
+        try:
+            certificates.delete_certificate_signing_request(name)  # its work is done; nothing to keep
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 @dataclass

@@ -56,7 +56,6 @@ def lab_config(
             "name": "lab",
             "apiServer": control_plane.api_server_url(),
             "caCertFile": str(LAB_CA_CERT),
-            "caKeyFile": str(LAB_CA_KEY),
             "serviceCidr": network.SERVICE_CIDR,
             "clusterDns": CLUSTER_DNS,
             "podCidr": POD_CIDR,

@@ -25,6 +25,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings
 
 from components.membership import new_token
+from tests.pki import TestCa, make_ca
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -122,6 +123,16 @@ def sign_request(inputs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_SIGNER: list[TestCa] = []
+
+
+def _cluster_signer() -> TestCa:
+    """The CA a mock cluster signs kube-proxy's certificate with (made once per test run)."""
+    if not _SIGNER:
+        _SIGNER.append(make_ca("mock-cluster-signer"))
+    return _SIGNER[0]
+
+
 class WorkerMocks(pulumi.runtime.Mocks):
     def __init__(self, preview: bool = False, stacks: dict[str, dict[str, Any]] | None = None):
         self.preview = preview  # as in a first preview: nothing computed is known yet
@@ -159,6 +170,18 @@ class WorkerMocks(pulumi.runtime.Mocks):
             outputs["certRequestPem"] = csr.public_bytes(serialization.Encoding.PEM).decode()
         elif args.typ == "tls:index/locallySignedCert:LocallySignedCert":
             outputs.update({k: v for k, v in sign_request(inputs).items() if k not in inputs})
+        elif args.typ == DYNAMIC and args.name == "kube-proxy-cert":
+            # As the cluster's signer (kubernetes.io/kube-apiserver-client) would, with a CA of its own.
+            signed = sign_request(
+                {
+                    "certRequestPem": inputs["requestPem"],
+                    "caCertPem": _cluster_signer().cert_pem,
+                    "caPrivateKeyPem": _cluster_signer().key_pem,
+                    "validityPeriodHours": inputs["validityHours"],
+                    "allowedUses": ["digital_signature", "client_auth"],
+                }
+            )
+            outputs.update(certPem=signed["certPem"], expiresAt=int(time.time()) + 3600 * inputs["validityHours"])
         elif args.typ == DYNAMIC and args.name.endswith("-membership"):
             # As components.membership's provider: membership-<node> as id, the token's expiry counted
             # from its creation.

@@ -99,7 +99,6 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ("unparsable-ca", _set("cluster.caCert", "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"), "cluster.caCert", "not a parsable PEM certificate"),
     ("ca-not-a-ca", _set("cluster.caCert", _leaf_certificate()), "cluster.caCert", "not a CA"),
     ("ca-file-missing", _both(_delete("cluster.caCert"), _set("cluster.caCertFile", "/nonexistent/ca.crt")), "cluster.caCertFile", "not a readable file"),
-    ("ca-key-missing", _delete("caKey"), "caKey", "is required"),
     ("ca-key-mismatch", _set("caKey", make_ca("other").key_pem), "caKey", "does not belong to the cluster CA"),
     ("ca-key-garbage", _set("caKey", "not a key"), "caKey", "not an unencrypted PEM private key"),
     ("bad-sha256", _artifact_sha("kubelet", "amd64", "abc123"), "cluster.binaries.artifacts.kubelet.sha256.amd64", "is not a sha256"),

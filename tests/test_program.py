@@ -209,6 +209,27 @@ def test_one_kube_proxy_identity_for_every_node(run):
     assert len(certs) == 1
 
 
+def test_without_a_ca_key_the_cluster_issues_kube_proxys_certificate(test_ca, ssh_key):
+    """The default: no CA key in config or state; kube-proxy's request goes to the cluster's CSR
+    API (components/kube_proxy_certificate.py) and every node gets the certificate it returns."""
+    from tests.conftest import base_config
+
+    raw = base_config(test_ca, ssh_key)
+    raw.pop("caKey")
+    result = run_program(raw)
+    assert result.error is None, result.error
+    assert result.of_type("tls:index/locallySignedCert:LocallySignedCert") == []
+    issued = result.named("kube-proxy-cert")
+    assert issued.type == DYNAMIC
+    assert issued.inputs["requestPem"] == result.named("kube-proxy-csr").outputs["certRequestPem"]
+    assert (issued.inputs["validityHours"], issued.inputs["earlyRenewalHours"]) == (8760, 720)
+    assert issued.inputs["owner"] == "k8s-workers/test"
+    placed = [_kubeconfig_cert(placed_files(_stdin(result, n))[PATHS.kube_proxy_kubeconfig][1])[0] for n in NODES]
+    assert {c.public_bytes(serialization.Encoding.PEM).decode() for c in placed} == {issued.outputs["certPem"]}
+    key = test_ca.key_pem.splitlines()[1]
+    assert not any(key in json.dumps(r.inputs) or key in json.dumps(r.outputs) for r in result.resources)
+
+
 def test_every_credential_input_is_secret(run):
     for node in NODES:
         install = run.named(f"{node}-install")

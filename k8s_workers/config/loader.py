@@ -342,16 +342,8 @@ def _cluster_issues(cluster: Cluster, ca_key: Any, key_pem: str | None, require_
     if ca_key is not None and cluster.ca_key_file is not None:
         issues.append(ConfigIssue("caKey", "set either caKey (a secret) or cluster.caKeyFile, not both"))
     key_path = "caKey" if ca_key is not None or cluster.ca_key_file is None else "cluster.caKeyFile"
-    if key_pem is None:
-        if require_secrets:
-            issues.append(
-                ConfigIssue(
-                    "caKey",
-                    "is required to sign kube-proxy's certificate: "
-                    "`pulumi config set --secret caKey < ca.key` or set cluster.caKeyFile",
-                )
-            )
-    elif not isinstance(key_pem, SecretPlaceholder):
+    # No key: the cluster issues kube-proxy's certificate (components/kube_proxy_certificate.py).
+    if key_pem is not None and not isinstance(key_pem, SecretPlaceholder):
         issues += _ca_key_matches(cluster, key_pem, key_path)
     return issues
 

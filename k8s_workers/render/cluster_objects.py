@@ -5,11 +5,14 @@ The components turn these into pulumi-kubernetes resources; render writes them a
 
 from __future__ import annotations
 
+import base64
 import datetime
 from typing import Any
 
 from k8s_workers.config.k8s_names import bootstrap_group_for
 from k8s_workers.config.loader import Cluster
+from k8s_workers.decisions.client_csr import SIGNER as KUBE_PROXY_SIGNER
+from k8s_workers.decisions.client_csr import USAGES as KUBE_PROXY_USAGES
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "k8s-workers"}
 NODE_ANNOTATION = "k8s-workers/node"  # on a bootstrap token's Secret: the node it was made for
@@ -121,4 +124,26 @@ def bootstrap_token_secret(
         "metadata": bootstrap_token_metadata(node_name, token_id, owner),
         "type": BOOTSTRAP_TOKEN_TYPE,
         "stringData": bootstrap_token_data(node_name, token_id, token_secret, expiration),
+    }
+
+
+def kube_proxy_csr(request_pem: str, expiration_seconds: int, owner: str | None) -> dict[str, Any]:
+    """kube-proxy's CertificateSigningRequest (k8s_workers/decisions/client_csr.py), a fresh name
+    each time (`generateName`): an earlier or someone else's request is never taken for this one."""
+    metadata: dict[str, Any] = {
+        "generateName": "k8s-workers-kube-proxy-",
+        "labels": dict(MANAGED_BY),
+    }
+    if owner:
+        metadata["annotations"] = {OWNER_ANNOTATION: owner}
+    return {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": metadata,
+        "spec": {
+            "request": base64.b64encode(request_pem.encode()).decode(),
+            "signerName": KUBE_PROXY_SIGNER,
+            "usages": list(KUBE_PROXY_USAGES),
+            "expirationSeconds": expiration_seconds,
+        },
     }
