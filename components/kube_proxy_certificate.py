@@ -24,7 +24,8 @@ def _issue(props: dict[str, Any]) -> dict[str, Any]:
     from k8s_workers.decisions.client_csr import not_after
 
     api = api_client(props.get("kubeconfig"))
-    pem = issue_kube_proxy_certificate(api, props["requestPem"], props["validityHours"] * 3600, props.get("owner"))
+    seconds = int(props["validityHours"]) * 3600  # the engine hands numbers over as floats; the API wants an integer
+    pem = issue_kube_proxy_certificate(api, props["requestPem"], seconds, props.get("owner"))
     return {**props, "certPem": pem, "expiresAt": not_after(pem)}
 
 

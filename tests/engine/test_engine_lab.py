@@ -129,6 +129,12 @@ def _max_pods(pods: int) -> Callable[[dict[str, Any]], None]:
 def test_a_first_up_makes_every_node_ready_and_logs_and_exec_work(fleet: Fleet) -> None:
     first = fleet.first
     assert first.returncode == 0, first.output
+    # No CA key in the lab stack: kube-proxy's certificate came from the cluster's CSR API (its
+    # request approved, issued by the controller-manager, deleted), and the preview said so.
+    assert first.changed(DYNAMIC).get("kube-proxy-cert") == "create", first.changed(DYNAMIC)
+    assert "caKey" not in fleet.project.stack_file.read_text()
+    assert "kube-proxy's client certificate: issued by the cluster" in first.output, first.output
+    assert not [c for c in cluster.get("csr")["items"] if c["metadata"]["name"].startswith("k8s-workers-kube-proxy-")]
     nodes = cluster.nodes()
     for name in fleet.names:
         assert cluster.conditions(nodes[name])["Ready"] == "True", name
