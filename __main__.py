@@ -51,7 +51,7 @@ else:
 by_name = {node.name: node for node in config.nodes}
 reviews = {node.name: review_plan(config.cluster, node, config.nodes) for node in config.nodes}
 wanted = {name: services_digest(service_digests(review)) for name, review in reviews.items()}
-in_step, rolling = rollout_batches(list(by_name), config.cluster.rollout.max_unavailable, joined, wanted)
+rollout = rollout_batches(list(by_name), config.cluster.rollout.max_unavailable, joined, wanted)
 workers: dict[str, WorkerNode] = {}
 
 
@@ -70,14 +70,12 @@ def worker(name: str, batch: int, after: list[pulumi.Resource]) -> WorkerNode:
     )
 
 
-# Nodes not in the cluster yet, and nodes where nothing restarts: all at once (batch 0), nothing to disrupt.
-for name in in_step:
-    workers[name] = worker(name, 0, [])
-# Rolling changes: each batch's disruptions wait for the previous batch's registrations (Ready, uncordoned).
+# Rolling changes: a batch's disruptions wait for the previous batch's registrations (Ready,
+# uncordoned); a node the cluster does not have yet, or where nothing restarts, waits for nothing.
 previous: list[pulumi.Resource] = []
-for number, names in enumerate(rolling, start=1):
+for number, names in enumerate(rollout.batches, start=1):
     for name in names:
-        workers[name] = worker(name, number, previous)
+        workers[name] = worker(name, number, previous if name in rollout.waits else [])
     previous = [workers[name].registration for name in names]
 
 # What a person needs at the end of a run, a few lines whatever the fleet's size: the nodes and

@@ -474,8 +474,8 @@ def test_a_rolling_change_goes_batch_by_batch(run):
 
 
 def test_nodes_the_cluster_does_not_have_yet_join_together_without_waiting(test_ca, ssh_key, monkeypatch):
-    """A first `up` fans out: worker-2 is not in the cluster, so it joins in batch 0, waiting for no one;
-    worker-1 (already a node) is batched."""
+    """A first `up` fans out: worker-2 is not in the cluster, so it waits for no one (its batch, 2, is
+    its place in config order); worker-1 (already a node, nothing recorded) is in batch 1."""
     from k8s_workers import cluster_api
     from tests.conftest import base_config
 
@@ -485,7 +485,7 @@ def test_nodes_the_cluster_does_not_have_yet_join_together_without_waiting(test_
     result = run_program(base_config(test_ca, ssh_key), slow=("worker-1-registration",))
     assert result.error is None, result.error
     disruptions = _named(result, "-membership")
-    assert disruptions["worker-1"].inputs["batch"] == 1 and disruptions["worker-2.example.org"].inputs["batch"] == 0
+    assert disruptions["worker-1"].inputs["batch"] == 1 and disruptions["worker-2.example.org"].inputs["batch"] == 2
     order = [r.name for r in result.resources]  # as they finished
     assert order.index("worker-2.example.org-install") < order.index("worker-1-registration")
 
@@ -498,8 +498,8 @@ def _registered(version: str = "v1.37.2", services: dict[str, str] | None = None
 
 def test_joined_nodes_whose_recorded_services_are_unchanged_wait_for_no_batch(test_ca, ssh_key, monkeypatch):
     """A no-op `up` of joined nodes: each Node records the services its last `up` left (the
-    registration's annotation); when they are what this run installs, the node is in batch 0 and no
-    membership waits for another node's registration. Where a service would restart, it is batched."""
+    registration's annotation); when they are what this run installs, the node's membership waits
+    for no other node's registration. Its batch stays what config order makes it (no input moves)."""
     from k8s_workers import cluster_api
     from k8s_workers.config.loader import load_config
     from k8s_workers.decisions.rollout import service_digests, services_digest
@@ -520,10 +520,14 @@ def test_joined_nodes_whose_recorded_services_are_unchanged_wait_for_no_batch(te
     result = run_program(raw, slow=("worker-1-registration",))
     assert result.error is None, result.error
     batches = {name: r.inputs["batch"] for name, r in _named(result, "-membership").items()}
-    assert batches == {"worker-1": 1, "worker-2.example.org": 0}
-    found["worker-1"] = _registered(services=now["worker-1"])  # both in step: nothing batched
-    result = run_program(raw)
-    assert {r.inputs["batch"] for r in _named(result, "-membership").values()} == {0}
+    assert batches == {"worker-1": 1, "worker-2.example.org": 2}
+    order = [r.name for r in result.resources]  # as they finished: worker-2 did not wait for worker-1
+    assert order.index("worker-2.example.org-membership") < order.index("worker-1-registration")
+    found["worker-1"] = _registered(services=now["worker-1"])  # both in step
+    found["worker-2.example.org"] = _registered(services=stale)  # worker-2 restarts: it waits for batch 1
+    result = run_program(raw, slow=("worker-1-registration",))
+    order = [r.name for r in result.resources]
+    assert order.index("worker-2.example.org-membership") > order.index("worker-1-registration")
 
 
 def test_a_batch_number_alone_is_no_change():

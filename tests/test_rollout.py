@@ -8,7 +8,15 @@ import pytest
 
 from k8s_workers.config.loader import load_config
 from k8s_workers.decisions.drain import DrainOptions, plan_drain
-from k8s_workers.decisions.rollout import batch_size, batches, needs_drain, restarted, rollout_batches, service_digests
+from k8s_workers.decisions.rollout import (
+    Rollout,
+    batch_size,
+    batches,
+    needs_drain,
+    restarted,
+    rollout_batches,
+    service_digests,
+)
 from k8s_workers.decisions.version_skew import skew_problems
 from k8s_workers.render.node_files import PLACEHOLDER_SECRETS
 from k8s_workers.scripts.install_plan import plan_node
@@ -29,19 +37,21 @@ def test_batches_keep_config_order():
 
 def test_nodes_not_in_the_cluster_yet_join_at_once_and_the_others_roll():
     nodes = ["a", "b", "c", "d", "e"]
-    assert rollout_batches(nodes, 1, {"b": None, "d": None}) == (["a", "c", "e"], [["b"], ["d"]])
-    assert rollout_batches(nodes, "50%", {}) == (nodes, [])  # a first up fans out to every host
-    assert rollout_batches(nodes, 2, None) == ([], [["a", "b"], ["c", "d"], ["e"]])  # cluster not reachable
+    assert rollout_batches(nodes, 1, {"b": None, "d": None}) == Rollout([[n] for n in nodes], frozenset("bd"))
+    assert rollout_batches(nodes, "50%", {}).waits == frozenset()  # a first up fans out to every host
+    unreachable = rollout_batches(nodes, 2, None)  # no cluster: every node may wait
+    assert unreachable == Rollout([["a", "b"], ["c", "d"], ["e"]], frozenset(nodes))
 
 
 def test_joined_nodes_already_running_the_wanted_services_wait_for_no_batch():
-    """A no-op `up` of a joined fleet is one wave; only nodes where a service would restart roll, in
-    batches sized from every joined node (50% of 4)."""
-    old, new = {"kubelet": "1", "containerd": "1"}, {"kubelet": "2", "containerd": "1"}
-    joined = {"a": old, "b": dict(new), "c": old, "d": None}  # d: nothing recorded (joined before records)
-    wanted = {n: new for n in "abcde"}
-    assert rollout_batches(list("abcde"), "50%", joined, wanted) == (["b", "e"], [["a", "c"], ["d"]])
-    assert rollout_batches(list("abcd"), 1, {n: new for n in "abcd"}, wanted) == (list("abcd"), [])
+    """A no-op `up` of a joined fleet waits for nothing; a node's batch is what config order makes
+    it, whatever changes (50% of 5: batches of 2)."""
+    joined = {"a": "old", "b": "new", "c": "old", "d": None}  # d: nothing recorded (joined before records)
+    wanted = {n: "new" for n in "abcde"}
+    assert rollout_batches(list("abcde"), "50%", joined, wanted) == Rollout(
+        [["a", "b"], ["c", "d"], ["e"]], frozenset("acd")
+    )
+    assert rollout_batches(list("abcd"), 1, {n: "new" for n in "abcd"}, wanted).waits == frozenset()
 
 
 def _plan(test_ca, ssh_key, edit=lambda raw: None):

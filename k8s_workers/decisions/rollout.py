@@ -3,7 +3,7 @@
 A change that restarts the kubelet or the container runtime, or replaces one of their binaries,
 is rolled out in batches of at most `maxUnavailable` nodes, each drained first; batch k+1 starts
 only once every node of batch k is Ready again (components/sequencing.py). Only the nodes where
-something restarts are batched: each Node records the services its last `up` left running. What restarts is read from the node's review plan: each file and binary names
+something restarts wait: each Node records the services its last `up` left running. What restarts is read from the node's review plan: each file and binary names
 the service it restarts, so a per-service digest changes exactly when that service would.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from k8s_workers.scripts.install_plan import NodePlan
 
@@ -29,13 +30,18 @@ def batch_size(node_count: int, max_unavailable: int | str) -> int:
     return max(1, max_unavailable)
 
 
-def _cut(nodes: Sequence[str], size: int) -> list[list[str]]:
+def batches(nodes: Sequence[str], max_unavailable: int | str) -> list[list[str]]:
+    """The nodes in config order, cut into batches of `batch_size`."""
+    size = batch_size(len(nodes), max_unavailable)
     return [list(nodes[i : i + size]) for i in range(0, len(nodes), size)]
 
 
-def batches(nodes: Sequence[str], max_unavailable: int | str) -> list[list[str]]:
-    """The nodes in config order, cut into batches of `batch_size`."""
-    return _cut(nodes, batch_size(len(nodes), max_unavailable))
+@dataclass(frozen=True)
+class Rollout:
+    """The nodes' batches, and which nodes wait for the previous batch."""
+
+    batches: list[list[str]]  # every declared node, in config order, cut by maxUnavailable
+    waits: frozenset[str]  # joined nodes where a service may restart
 
 
 def rollout_batches(
@@ -43,20 +49,20 @@ def rollout_batches(
     max_unavailable: int | str,
     joined: Mapping[str, str | None] | None,
     wanted: Mapping[str, str] | None = None,
-) -> tuple[list[str], list[list[str]]]:
-    """(free, batches). Free, all at once (batch 0): nodes not in the cluster yet (nothing runs on
-    them that a change could disrupt, so a first `up` fans out to every host), and joined nodes whose
-    services, as their last `up` recorded them (`joined`: node -> `services_digest`, None if none
-    recorded), are the ones `wanted` now: nothing restarts there, so a no-op `up` of a whole fleet
-    waits for no batch. The other joined nodes go in batches, sized from all joined nodes (as
-    Kubernetes counts a percentage). `joined` None (the cluster was not reachable, e.g. a preview in
-    CI): every node batched."""
+) -> Rollout:
+    """Every node has a batch, from config order alone: a node's batch does not move from one `up`
+    to the next (an input that moves makes the engine diff and rewrite that node's state on every
+    run). Only a joined node where something may restart waits for the previous batch's
+    registrations: not a node the cluster does not have yet (nothing runs there that a change could
+    disrupt, so a first `up` fans out to every host), nor one whose services, as its last `up`
+    recorded them (`joined`: node -> `services_digest`, None if none recorded), are the ones `wanted`
+    now (a no-op `up` of a joined fleet waits for nothing). `joined` None (the cluster was not
+    reachable, e.g. a preview in CI, which waits for nothing anyway): every node may wait."""
     if joined is None:
-        return [], batches(nodes, max_unavailable)
+        return Rollout(batches(nodes, max_unavailable), frozenset(nodes))
     wanted = wanted or {}
-    in_step = [n for n in nodes if n not in joined or (joined[n] is not None and joined[n] == wanted.get(n))]
-    rolling = [n for n in nodes if n not in in_step]
-    return in_step, _cut(rolling, batch_size(sum(n in joined for n in nodes), max_unavailable))
+    waits = frozenset(n for n in nodes if n in joined and (joined[n] is None or joined[n] != wanted.get(n)))
+    return Rollout(batches(nodes, max_unavailable), waits)
 
 
 def service_digests(plan: NodePlan) -> dict[str, str]:

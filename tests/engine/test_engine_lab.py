@@ -197,15 +197,14 @@ def test_a_preview_of_a_kubelet_change_shows_each_nodes_kubelet_restart_and_batc
     assert set(diffs) - per_node == {"default"}, set(diffs) - per_node
     assert diffs["default"] == ["k8s-workers:defaults"], diffs["default"]
     for batch, name in enumerate(fleet.names, start=1):  # maxUnavailable 1: one node per batch, in order
-        # The last `up` left every node in step (batch 0); now each has a kubelet to restart: batched.
-        assert diffs[f"{name}-membership"] == ["batch", "services.kubelet"], diffs[f"{name}-membership"]
+        assert diffs[f"{name}-membership"] == ["services.kubelet"], diffs[f"{name}-membership"]
         # The manifest (`create`) names the changed file; the script on stdin is a secret either way.
         assert diffs[f"{name}-install"] == ["create"], diffs[f"{name}-install"]
         # The registration follows the services (it uncordons after the restart); nothing of the token.
         assert diffs[f"{name}-registration"] == ["services"], diffs[f"{name}-registration"]
         assert name not in diffs  # the WorkerNode: its policy facts are outputs, not a diff of 80 lines
         shown = preview.output.split(f"::{name}-membership]", 1)[1].split("command:remote:Command", 1)[0]
-        assert re.search(rf"^\s+~ batch\s+: 0 => {batch}$", shown, re.M), shown  # when: beside the change
+        assert re.search(rf"^\s+batch\s+: {batch}$", shown, re.M), shown  # when: beside the change
         assert re.search(r"^\s+~ kubelet\s+: ", shown, re.M), shown  # what restarts
         assert not re.search(r"^\s+~ (containerd|kube-proxy)", shown, re.M), shown
     # What a reviewer reads per node: the three resources' blocks (README: Pull requests).
