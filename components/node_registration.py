@@ -9,12 +9,12 @@ It runs after the install, which returns once the Node is Ready, and:
 3. revokes the node's bootstrap token: the kubelet renews its client certificate with its own
    identity, so the token is not needed again;
 4. uncordons the node if this program cordoned it (for a rolling change, see NodeMembership);
-5. records on the Node the services its host now runs (SERVICES_ANNOTATION), so the next `up`
-   batches only the nodes where something would restart (k8s_workers/decisions/rollout.py).
+5. records on the Node the services its host now runs (SERVICES_ANNOTATION): on the next `up`
+   only nodes where something would restart wait for their batch (k8s_workers/decisions/rollout.py).
 Drift and renewals: on every `pulumi up` (and preview) its diff asks the cluster whether a
 renewal is pending, the Node lacks what is declared, the token still authenticates, the node is
-still cordoned by us or its recorded services are not these, and plans an update that fixes it. Without a reachable cluster it plans
-nothing.
+still cordoned by us or its recorded services are not these, and plans an update that fixes it.
+Without a reachable cluster it plans nothing.
 On delete (the node leaves the config, or `pulumi destroy`), first of the node's resources: it
 cordons and drains the node (PodDisruptionBudgets honoured, bounded in time; what blocks is named
 and the node stays cordoned and intact), then the install's removal script runs, then the node's
@@ -78,7 +78,7 @@ def register(props: dict[str, Any]) -> dict[str, Any]:
     reconcile_node_metadata(api, node, _declared(props))
     revoke_node_bootstrap_tokens(api, node)
     uncordon_if_ours(api, node)  # the install before this returned Ready
-    # Last: the services the host now runs (the next `up` batches only nodes where one would restart).
+    # Last: the services the host now runs (on the next `up` only nodes where one would restart wait).
     annotations = {SERVICES_ANNOTATION: props.get("services") or ""}
     if props.get("owner"):
         annotations[OWNER_ANNOTATION] = props["owner"]
@@ -112,20 +112,17 @@ def drift(props: dict[str, Any]) -> list[str]:
     )
 
     api = api_client(props.get("kubeconfig"))
+    found = read_node(api, props["node"])  # once: every check below reads this Node
     reasons = []
     if props.get("approveServing") and pending_for(api, _inventory(props), {props["node"]}):
         reasons.append("approved")  # a renewal is waiting
-    if node_metadata_drift(api, props["node"], _declared(props)):
+    if node_metadata_drift(found, _declared(props)):
         reasons.append("labels")
     if node_bootstrap_tokens(api, props["node"]):
         reasons.append("tokenGeneration")  # a token of the node still authenticates: revoke it
-    if cordoned_by_us(api, props["node"]):
+    if cordoned_by_us(found):
         reasons.append("services")  # a rollout stopped after its cordon: uncordon once Ready
-    elif (
-        not props.get("hostGone")
-        and (found := read_node(api, props["node"]))
-        and recorded_services(found) != (props.get("services") or "")
-    ):
+    elif found and not props.get("hostGone") and recorded_services(found) != (props.get("services") or ""):
         reasons.append("services")  # not recorded yet (joined before it was), or by an `up` that did not finish
     return reasons
 

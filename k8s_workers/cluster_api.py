@@ -42,12 +42,16 @@ def list_csrs(api: client.ApiClient) -> list[dict[str, Any]]:
 
 def approve(api: client.ApiClient, verdict: Verdict) -> None:
     certificates = client.CertificatesV1Api(api)
-    csr = certificates.read_certificate_signing_request(verdict.csr)
+    _approve(certificates, certificates.read_certificate_signing_request(verdict.csr), verdict.reason)
+
+
+def _approve(certificates: client.CertificatesV1Api, csr: Any, why: str) -> None:
+    """Add the Approved condition to `csr` (as read) and send it."""
     condition = client.V1CertificateSigningRequestCondition(
-        type="Approved", status="True", reason=APPROVAL_REASON, message=f"k8s-workers: {verdict.reason}"
+        type="Approved", status="True", reason=APPROVAL_REASON, message=f"k8s-workers: {why}"
     )
     csr.status.conditions = [*(csr.status.conditions or []), condition]
-    certificates.replace_certificate_signing_request_approval(verdict.csr, csr)
+    certificates.replace_certificate_signing_request_approval(csr.metadata.name, csr)
 
 
 def own_username(api: client.ApiClient) -> str:
@@ -77,15 +81,10 @@ def issue_kube_proxy_certificate(
     created = certificates.create_certificate_signing_request(kube_proxy_csr(request_pem, expiration_seconds, owner))
     name = created.metadata.name
     try:
-        found = api.sanitize_for_serialization(certificates.read_certificate_signing_request(name))
-        if problems := approval_problems(found, request_pem, own_username(api)):
-            raise RuntimeError(f"CertificateSigningRequest {name} not approved: {'; '.join(problems)}")
         csr = certificates.read_certificate_signing_request(name)
-        condition = client.V1CertificateSigningRequestCondition(
-            type="Approved", status="True", reason=APPROVAL_REASON, message="k8s-workers: kube-proxy's client identity"
-        )
-        csr.status.conditions = [*(csr.status.conditions or []), condition]
-        certificates.replace_certificate_signing_request_approval(name, csr)
+        if problems := approval_problems(api.sanitize_for_serialization(csr), request_pem, own_username(api)):
+            raise RuntimeError(f"CertificateSigningRequest {name} not approved: {'; '.join(problems)}")
+        _approve(certificates, csr, "kube-proxy's client identity")
         deadline = time.monotonic() + timeout
         while True:
             status = certificates.read_certificate_signing_request(name).status
@@ -176,10 +175,9 @@ def read_node(api: client.ApiClient, name: str) -> dict[str, Any] | None:
         raise
 
 
-def node_metadata_drift(api: client.ApiClient, name: str, declared: Declared) -> bool:
-    """True when the registered Node lacks a declared label or taint (or carries a removed one)."""
-    node = read_node(api, name)
-    return node is not None and reconcile(node, declared) is not None
+def node_metadata_drift(node: Mapping[str, Any] | None, declared: Declared) -> bool:
+    """True when the registered Node (as read) lacks a declared label or taint (or carries a removed one)."""
+    return node is not None and reconcile(dict(node), declared) is not None
 
 
 def reconcile_node_metadata(api: client.ApiClient, name: str, declared: Declared, attempts: int = 5) -> bool:
@@ -326,8 +324,8 @@ def uncordon_if_ours(api: client.ApiClient, name: str) -> bool:
     return True
 
 
-def cordoned_by_us(api: client.ApiClient, name: str) -> bool:
-    node = read_node(api, name)
+def cordoned_by_us(node: Mapping[str, Any] | None) -> bool:
+    """True when the Node (as read) was cordoned by this program."""
     return node is not None and CORDONED_ANNOTATION in (node["metadata"].get("annotations") or {})
 
 

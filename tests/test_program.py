@@ -685,9 +685,9 @@ def test_a_registration_records_the_nodes_services_last_and_plans_an_update_when
     assert calls[-1] == {"k8s-workers/services": "0123abcd", "k8s-workers/owner": "p/s"}
     assert calls[:-1] == ["reconcile_node_metadata", "revoke_node_bootstrap_tokens", "uncordon_if_ours"]
 
-    monkeypatch.setattr(cluster_api, "node_metadata_drift", lambda api, n, declared: False)
+    monkeypatch.setattr(cluster_api, "node_metadata_drift", lambda found, declared: False)
     monkeypatch.setattr(cluster_api, "node_bootstrap_tokens", lambda api, n: [])
-    monkeypatch.setattr(cluster_api, "cordoned_by_us", lambda api, n: False)
+    monkeypatch.setattr(cluster_api, "cordoned_by_us", lambda found: False)
     monkeypatch.setattr(cluster_api, "read_node", lambda api, n: node)
     assert node_registration.drift(props) == ["services"]  # nothing recorded yet
     node["metadata"]["annotations"] = {"k8s-workers/services": calls[-1]["k8s-workers/services"]}
