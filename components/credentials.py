@@ -15,8 +15,8 @@ from k8s_workers.config.loader import Node, StackConfig
 def kube_proxy_identity(config: StackConfig, owner: str | None = None) -> KubeProxyIdentity:
     """Issued by the cluster's CSR API, or signed here when the stack has the CA key; the preview
     says which."""
-    kubeconfig = pulumi.Config("kubernetes").get("kubeconfig")
     if config.ca_key_pem is None:
+        kubeconfig = pulumi.Config("kubernetes").get("kubeconfig")  # the cluster that issues it
         pulumi.log.info(
             "kube-proxy's client certificate: issued by the cluster (a CertificateSigningRequest to "
             "kubernetes.io/kube-apiserver-client); no CA key in this stack"

@@ -19,8 +19,8 @@ from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.decisions.rollout import service_digests
 from k8s_workers.scripts.install_plan import NodePlan
 
-# What makes an update. Not the batch alone: a node that joined in batch 0 and sits in batch k on the
-# next `up` has nothing to do, and a re-run must plan nothing. The batch shows beside a real change.
+# What makes an update. Not the batch alone (state written before batches came from config order alone
+# may hold another number): a re-run must plan nothing. The batch shows beside a real change.
 DISRUPTION_INPUTS = ("services", "drain")
 
 

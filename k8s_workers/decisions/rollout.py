@@ -3,8 +3,9 @@
 A change that restarts the kubelet or the container runtime, or replaces one of their binaries,
 is rolled out in batches of at most `maxUnavailable` nodes, each drained first; batch k+1 starts
 only once every node of batch k is Ready again (components/sequencing.py). Only the nodes where
-something restarts wait: each Node records the services its last `up` left running. What restarts is read from the node's review plan: each file and binary names
-the service it restarts, so a per-service digest changes exactly when that service would.
+something restarts wait: each Node records the services its last `up` left running. What
+restarts is read from the node's review plan: each file and binary names the service it
+restarts, so a per-service digest changes exactly when that service would.
 """
 
 from __future__ import annotations

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from k8s_workers.config.loader import StackConfig
 from k8s_workers.render.cluster_objects import bootstrap_token_secret, cluster_role_bindings, safe_name
-from k8s_workers.render.node_files import PLACEHOLDER_SECRETS
 from k8s_workers.render.templating import to_yaml
-from k8s_workers.scripts.install_plan import plan_node
+from k8s_workers.scripts.install_plan import review_plan
 
 PLACEHOLDER_TOKEN_ID = "<token-id>"
 PLACEHOLDER_EXPIRATION = "<issued-at + bootstrapTokenTtlHours, RFC3339>"
@@ -29,7 +28,7 @@ def _write(path: Path, content: str, mode: int) -> None:
 def render_stack(config: StackConfig, out: Path) -> list[Path]:
     written = []
     for node in config.nodes:
-        for f in plan_node(config.cluster, node, PLACEHOLDER_SECRETS, config.nodes).files:
+        for f in review_plan(config.cluster, node, config.nodes).files:
             target = out / node.name / f.path.lstrip("/")
             _write(target, f.content, int(f.mode, 8))
             written.append(target)
