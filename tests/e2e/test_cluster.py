@@ -110,9 +110,13 @@ def test_services_are_programmed_by_kube_proxy_in_iptables_and_nftables_mode(ins
     names = [j.host.name for j in jobs]
     _, service_ip = run_workload(names)
     # iptables mode: the Service's rules, and answers from pods on other nodes too.
-    for job in jobs:
-        nat = remote.shell(job.host, "iptables-save -t nat")
-        assert f"-d {service_ip}/32" in nat and "KUBE-SVC-" in nat, job.host.name
+    for job in jobs:  # kube-proxy programs a new Service on its next sync, not at once
+        wait_for(
+            f"{job.host.name}: the Service in iptables",
+            lambda job=job: f"-d {service_ip}/32" in (nat := remote.shell(job.host, "iptables-save -t nat"))
+            and "KUBE-SVC-" in nat,
+            timeout=60,
+        )
     for job in jobs:  # 12 tries over 3 endpoints: all local by chance is one in half a million
         answered = _curl_service(job.host, service_ip)
         assert answered - {f"echo-{job.host.name}"}, f"{job.host.name}: no answer from another node's pod"
