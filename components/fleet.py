@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
+from components.detailed_diff import changed_paths, detailed
 from k8s_workers.config.fleet import CLUSTER_OUTPUT, KUBE_PROXY_CERT_OUTPUT, KUBE_PROXY_KEY_OUTPUT
 
 
@@ -63,7 +64,8 @@ class _GuardProvider(ResourceProvider):
         return CreateResult(id_="fleet-guard", outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return DiffResult(changes=olds.get("owner") != news.get("owner"), replaces=[], delete_before_replace=False)
+        paths = changed_paths(olds, news, ["owner"])
+        return detailed(DiffResult(changes=bool(paths), replaces=[], delete_before_replace=False), paths)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         refuse_destroy_under_pools(props)

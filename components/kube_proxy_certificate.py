@@ -16,6 +16,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.detailed_diff import changed_paths, detailed
+
 _INPUTS = ("requestPem", "validityHours")
 
 
@@ -36,9 +38,9 @@ class _Provider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         from k8s_workers.decisions.client_csr import renewal_due
 
-        changed = any(olds.get(k) != news.get(k) for k in _INPUTS)
+        paths = changed_paths(olds, news, _INPUTS)
         due = renewal_due(olds.get("expiresAt"), news["earlyRenewalHours"], time.time())
-        return DiffResult(changes=changed or due, replaces=[], delete_before_replace=False)
+        return detailed(DiffResult(changes=bool(paths) or due, replaces=[], delete_before_replace=False), paths)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs=_issue(news))

@@ -24,6 +24,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.detailed_diff import changed_paths, detailed
 from components.node_disruption import DISRUPTION_INPUTS, disruption_props, prepare
 from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.scripts.install_plan import NodePlan
@@ -105,8 +106,12 @@ class _Provider(ResourceProvider):
         # A new token is an update, never a replacement: a replacement would delete the old
         # resource, and deleting this one removes the Node from the cluster. A TTL change applies
         # to tokens issued after it; the kubeconfig is how, not what; the batch alone is no change.
-        changed = _generation(olds) != _generation(news) or any(olds.get(k) != news.get(k) for k in DISRUPTION_INPUTS)
-        return DiffResult(changes=changed, replaces=[], stables=["node"], delete_before_replace=False)
+        paths = changed_paths(olds, news, DISRUPTION_INPUTS)  # `services.kubelet`: the kubelet restarts
+        if _generation(olds) != _generation(news):
+            paths["tokenGeneration"] = "update"
+        return detailed(
+            DiffResult(changes=bool(paths), replaces=[], stables=["node"], delete_before_replace=False), paths
+        )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         from k8s_workers.cluster_api import api_client, revoke_bootstrap_token

@@ -28,6 +28,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from components.detailed_diff import changed_paths, detailed
 from k8s_workers.config.loader import Cluster, Node
 
 TIMEOUT_S = 60.0  # the node is Ready when this runs: its kubelet asks within seconds
@@ -138,13 +139,15 @@ class _Provider(ResourceProvider):
         retire(props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in _INPUTS if olds.get(k) != news.get(k)]
+        paths = changed_paths(olds, news, _INPUTS)
+        changed = list(paths)
         if not changed:
             try:
-                changed = drift(news)
+                changed = drift(news)  # the cluster changed, not an input: the SDK's answer, every input shown
             except Exception:  # no cluster reachable (a preview in CI): nothing to say
                 changed = []
-        return DiffResult(changes=bool(changed), replaces=[], stables=["node"], delete_before_replace=False)
+        result = DiffResult(changes=bool(changed), replaces=[], stables=["node"], delete_before_replace=False)
+        return detailed(result, paths)
 
 
 def registration_props(

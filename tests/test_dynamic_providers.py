@@ -4,13 +4,17 @@ process of its own, and asked there. The cluster calls themselves are covered in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime import proto, rpc
+from pulumi.runtime.proto import provider_pb2_grpc
 
 from components import membership, node_registration
 
@@ -95,3 +99,55 @@ def test_a_provider_kept_in_state_loads_and_decides_in_a_fresh_process(provider,
     answer = _ask_in_a_fresh_host(serialized, olds, news)
     assert answer == {"type": f"{type(provider).__module__}._Provider", **expected}
     assert serialize_provider(provider) == serialized  # deterministic: no spurious diff of `__provider`
+
+
+@pytest.fixture(scope="module")
+def provider_host():
+    """The SDK's dynamic provider host, as the engine starts it: it prints its port, then serves gRPC."""
+    host = subprocess.Popen(
+        [sys.executable, "-m", "pulumi.dynamic"], cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        port = int(host.stdout.readline())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield provider_pb2_grpc.ResourceProviderStub(channel)
+    finally:
+        host.kill()
+        host.wait()
+
+
+def _diff(stub, provider, olds: dict, news: dict):
+    serialized = serialize_provider(provider)
+    as_struct = lambda props: asyncio.run(rpc.serialize_properties({**props, "__provider": serialized}, {}))  # noqa: E731
+    request = proto.DiffRequest(id="id", urn="urn:pulumi:s::p::t::n1", olds=as_struct(olds), news=as_struct(news))
+    return stub.Diff(request, timeout=60)
+
+
+def test_a_kubelet_change_is_answered_with_a_detailed_diff_of_the_service_alone(provider_host):
+    """What the CLI prints for an update (components/detailed_diff.py): only these paths, not every input."""
+    answer = _diff(provider_host, membership._Provider(), TOKEN, {**TOKEN, "services": {"kubelet": "b"}})
+    assert answer.changes == proto.DiffResponse.DIFF_SOME
+    assert answer.hasDetailedDiff
+    assert {path: (d.kind, d.inputDiff) for path, d in answer.detailedDiff.items()} == {
+        "services.kubelet": (proto.PropertyDiff.UPDATE, True)
+    }
+    assert list(answer.diffs) == ["services"]
+
+
+def test_a_label_added_and_one_removed_are_detailed_as_such(provider_host):
+    olds = {**REGISTRATION, "labels": {"pool": "a"}}
+    answer = _diff(provider_host, node_registration._Provider(), olds, {**REGISTRATION, "labels": {"zone": "z"}})
+    assert answer.hasDetailedDiff
+    assert {path: d.kind for path, d in answer.detailedDiff.items()} == {
+        "labels.pool": proto.PropertyDiff.DELETE,
+        "labels.zone": proto.PropertyDiff.ADD,
+    }
+
+
+def test_no_change_and_a_change_the_cluster_made_keep_the_sdks_own_answer(provider_host):
+    same = _diff(provider_host, membership._Provider(), TOKEN, TOKEN)
+    assert same.changes == proto.DiffResponse.DIFF_NONE and not same.hasDetailedDiff
+    # After a detailed answer on the same host, an answer without paths is not detailed with stale ones.
+    _diff(provider_host, membership._Provider(), TOKEN, {**TOKEN, "services": {"kubelet": "c"}})
+    again = _diff(provider_host, membership._Provider(), TOKEN, {**TOKEN, "batch": 9})
+    assert again.changes == proto.DiffResponse.DIFF_NONE and not again.hasDetailedDiff and not again.detailedDiff

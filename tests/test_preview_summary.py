@@ -57,9 +57,22 @@ def test_a_kubelet_change_on_100_nodes_reads_as_one_line_with_its_batches():
     for render in (_json_document, _event_log):
         lines = summarize(steps_from(render(_kubelet_change_on(100)))).lines("prod")
         assert lines[0] == "**prod**: 100 nodes restart a service."
-        (row,) = lines[4:]
+        row, blank, order = lines[4:]
         assert row.startswith("| kubelet restart | 100: node-000, node-001, ") and "and 92 more" in row, row
         assert "| 10 batches of 10 (batch 1–10) | yes |" in row, row
+        # When each node restarts: the per-node diff shows what, not when.
+        assert blank == "" and order.startswith("Batches, in order: 1: node-000, ") and " · 10: node-090, " in order
+        assert order.count(" · ") == 9 and order.count("and 2 more") == 10, order
+
+
+def test_the_batch_order_of_a_large_rollout_is_cut_and_counted():
+    steps = [("update", f"n{i}-membership", _membership(f"n{i}", i + 1), _membership(f"n{i}", i + 1, kubelet="b"))
+             for i in range(250)]  # fmt: skip
+    order = summarize(steps_from(_json_document(steps))).lines("prod")[-1]
+    assert order.startswith("Batches, in order: 1: n0 · 2: n1 · ") and order.endswith(" · 40: n39 · and 210 more"), (
+        order
+    )
+    assert len(order) < 1000
 
 
 def test_joins_leaves_and_cluster_side_changes_are_told_apart():

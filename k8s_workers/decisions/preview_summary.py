@@ -21,6 +21,7 @@ from typing import Any
 from k8s_workers.decisions.rollout import DISRUPTIVE_SERVICES
 
 SHOWN = 8  # node names per line; the rest are counted
+BATCHES_SHOWN = 40  # batches listed with their nodes; the rest are counted
 _NOT_CHANGES = ("same", "read", "refresh")
 
 
@@ -90,7 +91,23 @@ class Summary:
                        f"{_drained(drained, len(group), group[0].kind)} |")  # fmt: skip
         for op, names in sorted(self.other.items()):
             out.append(f"| {op}: {', '.join(sorted(names)[:SHOWN])}{_more(names)} | – | – | – |")
+        if order := self._order():
+            out += ["", order]
         return out
+
+    def _order(self) -> str | None:
+        """Which node restarts in which batch (the per-node diff shows what, not when), when there is
+        more than one batch."""
+        batches: dict[int, list[str]] = {}
+        for change in self.changes:
+            if change.kind == "restart" and change.batch is not None:
+                batches.setdefault(int(change.batch), []).append(change.node)
+        if len(batches) < 2:
+            return None
+        listed = sorted(batches.items())
+        parts = [f"{number}: {', '.join(sorted(names)[:SHOWN])}{_more(names)}" for number, names in listed]
+        more = len(parts) - BATCHES_SHOWN
+        return "Batches, in order: " + " · ".join(parts[:BATCHES_SHOWN]) + (f" · and {more} more" if more > 0 else "")
 
     def _headline(self) -> str:
         counts: dict[str, int] = {}
