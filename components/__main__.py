@@ -1,6 +1,7 @@
 """Command line: `python -m components render --stack dev --out DIR`, and
 `python -m components fleet preview|up|refresh|destroy` over the stacks fleet.yaml lists, and
-`python -m components summary --stack NAME FILE`: what a preview does to the nodes, from its JSON."""
+`python -m components summary --stack NAME FILE`: what a preview does to the nodes, from its JSON, and
+`python -m components rbac [--deployer group:NAME] [--previewer user:NAME]`: the program's own RBAC."""
 
 from __future__ import annotations
 
@@ -35,7 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("file", type=Path, help="`pulumi preview --json` output, or an engine event log")
     summary.add_argument("--diff", type=Path, help="the preview's text: make the whole pull-request comment")
     summary.add_argument("--artifact", default="preview", help="with --diff: where the whole text is kept")
+    rbac = commands.add_parser("rbac", help="the RBAC `pulumi up` and previews need (YAML, for kubectl apply)")
+    rbac.add_argument("--deployer", default="group:k8s-workers:deployer", help="who runs `up`: group:NAME or user:NAME")
+    rbac.add_argument("--previewer", default="group:k8s-workers:previewer", help="who runs previews")
     args = parser.parse_args(argv)
+    if args.command == "rbac":
+        from k8s_workers.render.program_rbac import program_rbac
+
+        print(yaml.safe_dump_all(program_rbac(args.deployer, args.previewer), sort_keys=False), end="")
+        return 0
     if args.command == "fleet":
         return _fleet(args)
     if args.command == "summary":

@@ -224,8 +224,14 @@ def node_bootstrap_tokens(api: client.ApiClient, node: str) -> list[str]:
     return [s.metadata.name for s in found.items if (s.metadata.annotations or {}).get(NODE_ANNOTATION) == node]
 
 
-def claimed_nodes(api: client.ApiClient) -> dict[str, set[str]]:
-    """node name -> the stacks that marked it as theirs (its Node, this program's token Secrets)."""
+def forbidden(exc: BaseException) -> bool:
+    """The apiserver refused this identity (its message names the verb and resource)."""
+    return isinstance(exc, ApiException) and exc.status == 403
+
+
+def claimed_nodes(api: client.ApiClient, tokens_optional: bool = False) -> dict[str, set[str]]:
+    """node name -> the stacks that marked it as theirs (its Node, this program's token Secrets).
+    `tokens_optional`: an identity that may not list Secrets (a preview's) goes by the Nodes alone."""
     from k8s_workers.decisions.ownership import claims
     from k8s_workers.render.cluster_objects import BOOTSTRAP_TOKEN_TYPE, MANAGED_BY, NODE_ANNOTATION, OWNER_ANNOTATION
 
@@ -236,13 +242,18 @@ def claimed_nodes(api: client.ApiClient) -> dict[str, set[str]]:
         if OWNER_ANNOTATION in (n.metadata.annotations or {})
     }
     token_owners: dict[str, set[str]] = {}
-    secrets = core.list_namespaced_secret(
-        "kube-system",
-        field_selector=f"type={BOOTSTRAP_TOKEN_TYPE}",
-        label_selector=",".join(f"{k}={v}" for k, v in MANAGED_BY.items()),
-        _request_timeout=30,
-    )
-    for secret in secrets.items:
+    try:
+        secrets = core.list_namespaced_secret(
+            "kube-system",
+            field_selector=f"type={BOOTSTRAP_TOKEN_TYPE}",
+            label_selector=",".join(f"{k}={v}" for k, v in MANAGED_BY.items()),
+            _request_timeout=30,
+        ).items
+    except ApiException as exc:
+        if not (tokens_optional and forbidden(exc)):
+            raise
+        secrets = []
+    for secret in secrets:
         annotations = secret.metadata.annotations or {}
         if NODE_ANNOTATION in annotations and OWNER_ANNOTATION in annotations:
             token_owners.setdefault(annotations[NODE_ANNOTATION], set()).add(annotations[OWNER_ANNOTATION])

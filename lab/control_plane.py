@@ -79,6 +79,9 @@ def identities() -> tuple[Identity, ...]:
         ),
         Identity("apiserver-kubelet-client", APISERVER_KUBELET_CLIENT),
         Identity("admin", "k8s-workers-lab-admin", ("system:masters",)),
+        # What a platform team gives the program: only the groups rbac/program-rbac.yaml binds.
+        Identity("deployer", "k8s-workers-lab-deployer", ("k8s-workers:deployer",)),
+        Identity("previewer", "k8s-workers-lab-previewer", ("k8s-workers:previewer",)),
         Identity("controller-manager", "system:kube-controller-manager"),
         Identity("scheduler", "system:kube-scheduler"),
     )
@@ -108,7 +111,8 @@ def kubeconfig(user: str, cert_pem: str, key_pem: str, server: str) -> str:
 def ensure_credentials() -> None:
     """Certificates, keys and kubeconfigs, made once per lab CA (and remade when it changes)."""
     stamp = PKI / "ca.sha256"
-    if stamp.exists() and stamp.read_text() == _ca_fingerprint() and ADMIN_KUBECONFIG.exists():
+    made = all((PKI / f"{i.file}.crt").exists() for i in identities()) and ADMIN_KUBECONFIG.exists()
+    if stamp.exists() and stamp.read_text() == _ca_fingerprint() and made:
         return
     shutil.rmtree(PKI, ignore_errors=True)
     PKI.mkdir(parents=True, mode=0o700)
@@ -123,7 +127,10 @@ def ensure_credentials() -> None:
     public, private = service_account_key()
     (PKI / "sa.pub").write_text(public)
     write_private(PKI / "sa.key", private)
-    for file, user in (("admin", "admin"), ("controller-manager", "controller-manager"), ("scheduler", "scheduler")):
+    for file, user in (
+        ("admin", "admin"), ("controller-manager", "controller-manager"), ("scheduler", "scheduler"),
+        ("deployer", "deployer"), ("previewer", "previewer"),
+    ):  # fmt: skip
         text = kubeconfig(user, (PKI / f"{file}.crt").read_text(), (PKI / f"{file}.key").read_text(), api_server_url())
         write_private(CONTROL_PLANE / f"{file}.conf", text)
     stamp.write_text(_ca_fingerprint())

@@ -19,3 +19,6 @@ BUILD = Path(os.environ.get("K8SW_BUILD_CACHE", "/var/cache/k8s-workers/build"))
 IMAGES = CACHE / "images"  # OCI archives of the lab's pause and workload images
 CONTROL_PLANE = CACHE / "control-plane"  # PKI, kubeconfigs, etcd data and logs of the lab cluster
 ADMIN_KUBECONFIG = CONTROL_PLANE / "admin.conf"
+# The program's own identities (rbac/program-rbac.yaml binds their groups): `up`, and previews.
+DEPLOYER_KUBECONFIG = CONTROL_PLANE / "deployer.conf"
+PREVIEWER_KUBECONFIG = CONTROL_PLANE / "previewer.conf"

@@ -172,8 +172,8 @@ def test_the_cluster_stack_guard_refuses_destroy_while_pools_hold_nodes(monkeypa
     from k8s_workers import cluster_api
 
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
-    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: {"n1": {"k8s-workers/pool-a"}})
+    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api, **_: {"n1": {"k8s-workers/pool-a"}})
     with pytest.raises(RuntimeError, match=r"in use by pool stacks \(k8s-workers/pool-a: n1\)"):
         fleet_components._GuardProvider().delete("fleet-guard", {"owner": "k8s-workers/cluster", "kubeconfig": None})
-    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: {})
+    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api, **_: {})
     fleet_components._GuardProvider().delete("fleet-guard", {"owner": "k8s-workers/cluster", "kubeconfig": None})

@@ -481,7 +481,7 @@ def test_nodes_the_cluster_does_not_have_yet_join_together_without_waiting(test_
 
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: object())
     monkeypatch.setattr(cluster_api, "registered", lambda api, nodes: ("v1.37.2", {"worker-1": _registered()}))
-    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: {"worker-1": {"k8s-workers/test"}})
+    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api, **_: {"worker-1": {"k8s-workers/test"}})
     result = run_program(base_config(test_ca, ssh_key), slow=("worker-1-registration",))
     assert result.error is None, result.error
     disruptions = _named(result, "-membership")
@@ -516,7 +516,7 @@ def test_joined_nodes_whose_recorded_services_are_unchanged_wait_for_no_batch(te
     }
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
     monkeypatch.setattr(cluster_api, "registered", lambda api, nodes: ("v1.37.2", found))
-    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: {})
+    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api, **_: {})
     result = run_program(raw, slow=("worker-1-registration",))
     assert result.error is None, result.error
     batches = {name: r.inputs["batch"] for name, r in _named(result, "-membership").items()}
@@ -579,7 +579,7 @@ def test_a_version_the_skew_policy_forbids_is_refused_before_any_resource(test_c
 
     raw = base_config(test_ca, ssh_key)
     monkeypatch.setattr(cluster_api, "registered", lambda api, nodes: ("v1.36.4", {}))
-    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: {})
+    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api, **_: {})
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
     result = run_program(raw)
     assert "cluster.kubernetesVersion" in str(result.error) and "newer than the apiserver" in str(result.error)
@@ -598,7 +598,7 @@ def test_a_node_another_stack_owns_is_refused_before_any_resource_naming_that_st
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: "api")
     monkeypatch.setattr(cluster_api, "registered", lambda api, nodes: ("v1.37.2", {"worker-1": _registered()}))
     claimed = {"worker-1": {"k8s-workers/test"}, "worker-2.example.org": {"k8s-workers/pool-b"}, "x": {"k8s-workers/c"}}
-    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api: claimed)
+    monkeypatch.setattr(cluster_api, "claimed_nodes", lambda api, **_: claimed)
     result = run_program(base_config(test_ca, ssh_key))
     assert result.resources == []
     (line,) = str(result.error).splitlines()

@@ -29,7 +29,7 @@ BOOTSTRAP_GROUP = "system:bootstrappers:k8s-workers"
 
 # (binding name, built-in ClusterRole, subject kind, subject name). kubeadm's choices,
 # minus `selfnodeserver` (old guides bound it for serving certificates), which no controller honours.
-_BOOTSTRAP_BINDINGS = (
+BOOTSTRAP_BINDINGS = (
     ("k8s-workers:kubelet-bootstrap", "system:node-bootstrapper", "Group", BOOTSTRAP_GROUP),
     (
         "k8s-workers:node-autoapprove-bootstrap",
@@ -62,7 +62,7 @@ def safe_name(manifest: dict[str, Any]) -> str:
 
 
 def cluster_role_bindings(cluster: Cluster) -> list[dict[str, Any]]:
-    bindings = [cluster_role_binding(*b) for b in _BOOTSTRAP_BINDINGS]
+    bindings = [cluster_role_binding(*b) for b in BOOTSTRAP_BINDINGS]
     # Lets the apiserver reach kubelets (logs, exec, port-forward) under webhook authorization.
     bindings.append(
         cluster_role_binding(

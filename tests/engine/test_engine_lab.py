@@ -9,11 +9,14 @@ there. The lab itself comes from tests/lab_session.py (the same session as the l
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +24,7 @@ import pytest
 from k8s_workers.decisions.preview_summary import steps_from, summarize
 from lab import cluster, images, pins, remote
 from lab.hosts import LabHost
-from lab.paths import ADMIN_KUBECONFIG
+from lab.paths import DEPLOYER_KUBECONFIG, PREVIEWER_KUBECONFIG
 from lab.stack import at_kubernetes, stack_document
 from lab.state import LabState
 from tests.e2e.helpers import (
@@ -57,10 +60,13 @@ class Fleet:
     def names(self) -> list[str]:
         return [h.name for h in self.hosts]
 
-    def configure(self, edit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """The stack's whole config: the lab's, changed by `edit`."""
+    def configure(
+        self, edit: Callable[[dict[str, Any]], None] | None = None, kubeconfig: Path = DEPLOYER_KUBECONFIG
+    ) -> dict[str, Any]:
+        """The stack's whole config: the lab's, changed by `edit`, run as the program's own `up`
+        identity (rbac/program-rbac.yaml), not as an admin."""
         raw = self.raw(edit=edit)
-        self.project.stack_file.write_text(stack_document(raw))
+        self.project.stack_file.write_text(stack_document(raw, kubeconfig))
         return raw
 
 
@@ -69,7 +75,9 @@ def fleet(
     lab: LabState, systemd_hosts: list[LabHost], lab_raw: RawFactory, lab_images: list[images.Image], tmp_path_factory
 ) -> Iterator[Fleet]:
     clean_slate(lab_raw(), systemd_hosts)
-    project = Project(tmp_path_factory.mktemp("engine-lab"), "lab", None, kubeconfig=str(ADMIN_KUBECONFIG))
+    # What a platform team does once, as an admin: the program's RBAC. Every run below is the program's.
+    cluster.kubectl("apply", "-f", str(ROOT / "rbac" / "program-rbac.yaml"))
+    project = Project(tmp_path_factory.mktemp("engine-lab"), "lab", None, kubeconfig=str(DEPLOYER_KUBECONFIG))
     fleet = Fleet(project, lab_raw, systemd_hosts, first=None)  # type: ignore[arg-type]
     fleet.configure()
     fleet.first = project.run(*UP)
@@ -164,6 +172,62 @@ def test_a_second_up_and_an_up_with_refresh_plan_nothing_and_open_no_ssh_session
     assert refreshed.changed() == {}, refreshed.changed()
     assert set(refreshed.changes()) <= {"same"}, refreshed.changes()
     assert {h.name: _ssh_sessions_since(h, started) for h in fleet.hosts} == {n: 0 for n in fleet.names}
+
+
+def _as(kubeconfig: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return cluster.run_kubectl([f"--kubeconfig={kubeconfig}", *args], stdin=stdin)
+
+
+def test_the_up_identity_reads_no_other_secret_creates_no_pod_and_approves_no_other_signer(fleet: Fleet) -> None:
+    assert _as(DEPLOYER_KUBECONFIG, "get", "nodes").returncode == 0  # what it may do, it can
+    refused = {
+        "Secrets outside kube-system": ("get", "secrets", "-n", "default"),
+        "pods": ("run", "intruder", "-n", "default", "--image=registry.k8s.io/pause:3.10", "--restart=Never"),
+        "a role it is not given to bind": ("create", "clusterrolebinding", "k8s-workers-test-admin",
+                                           "--clusterrole=cluster-admin", "--user=someone"),
+    }  # fmt: skip
+    for what, args in refused.items():
+        result = _as(DEPLOYER_KUBECONFIG, *args)
+        assert result.returncode != 0, (what, result.stdout)
+        assert "forbidden" in result.stderr.lower(), (what, result.stderr)
+    # Approval: only for the two signers it uses (a SelfSubjectAccessReview: the signer names hold a `/`).
+    may_approve = {s: _may_approve(s) for s in ("kubernetes.io/kube-apiserver-client", "kubernetes.io/kubelet-serving",
+                                                 "kubernetes.io/kube-apiserver-client-kubelet", "example.com/any")}  # fmt: skip
+    assert may_approve == {
+        "kubernetes.io/kube-apiserver-client": True,
+        "kubernetes.io/kubelet-serving": True,
+        "kubernetes.io/kube-apiserver-client-kubelet": False,
+        "example.com/any": False,
+    }, may_approve
+
+
+def _may_approve(signer: str) -> bool:
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"group": "certificates.k8s.io", "resource": "signers", "verb": "approve",
+                                        "name": signer}},
+    }  # fmt: skip
+    result = cluster.run_kubectl(
+        [f"--kubeconfig={DEPLOYER_KUBECONFIG}", "create", "-o", "json", "-f", "-"], stdin=json.dumps(review)
+    )
+    assert result.returncode == 0, result.stderr
+    return bool(json.loads(result.stdout)["status"].get("allowed"))
+
+
+def test_a_preview_under_the_read_only_identity_plans_no_node_change(fleet: Fleet) -> None:
+    fleet.configure(kubeconfig=PREVIEWER_KUBECONFIG)
+    reader = copy.copy(fleet.project)
+    reader.env = {**fleet.project.env, "KUBECONFIG": str(PREVIEWER_KUBECONFIG)}
+    try:
+        preview = reader.run("preview", "--policy-pack", str(ROOT / "policy"))
+    finally:
+        fleet.configure()
+    assert preview.returncode == 0, preview.output
+    assert "not checked against the cluster" not in preview.output, preview.output  # it read the Nodes
+    changed = {name: op for name, op in preview.changed().items() if not name.startswith("default")}
+    assert changed == {}, changed  # the providers' own config (a kubeconfig path) aside
+    assert _as(PREVIEWER_KUBECONFIG, "get", "secrets", "-n", "kube-system").returncode != 0
 
 
 # A one-setting change, `--diff`, per node: a header of 3-4 lines per resource, the changed paths alone
