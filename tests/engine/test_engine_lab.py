@@ -209,7 +209,8 @@ def _may_approve(signer: str) -> bool:
                                         "name": signer}},
     }  # fmt: skip
     result = cluster.run_kubectl(
-        [f"--kubeconfig={DEPLOYER_KUBECONFIG}", "create", "-o", "json", "-f", "-"], stdin=json.dumps(review)
+        [f"--kubeconfig={DEPLOYER_KUBECONFIG}", "create", "--validate=false", "-o", "json", "-f", "-"],
+        stdin=json.dumps(review),
     )
     assert result.returncode == 0, result.stderr
     return bool(json.loads(result.stdout)["status"].get("allowed"))
