@@ -45,9 +45,12 @@ class GoBuild:
     tags: tuple[str, ...] = ()
     ldflags: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
+    data: tuple[str, ...] = ()  # folders of the module copied beside bin/ (kube-bench's benchmarks)
 
     def key(self, go_version: str) -> str:
-        spec = json.dumps({**asdict(self), "go": go_version, "recipe": RECIPE_VERSION}, sort_keys=True)
+        # A field left at its default does not count, so adding one keeps every earlier build's cache.
+        shaping = {k: v for k, v in asdict(self).items() if k != "data" or v}
+        spec = json.dumps({**shaping, "go": go_version, "recipe": RECIPE_VERSION}, sort_keys=True)
         return f"{self.name}-{self.version}-{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
 
 
@@ -129,6 +132,14 @@ def builds(kubernetes_versions: tuple[str, ...] = (pins.KUBERNETES,)) -> list[Go
             },
             ldflags=("-s", "-w"),
         ),
+        GoBuild(
+            name="kube-bench",
+            module="github.com/aquasecurity/kube-bench",
+            version=pins.KUBE_BENCH,
+            binaries={"kube-bench": "github.com/aquasecurity/kube-bench"},
+            ldflags=("-s", "-w", f"-X github.com/aquasecurity/kube-bench/cmd.KubeBenchVersion={pins.KUBE_BENCH}"),
+            data=("cfg",),
+        ),
     ]
     return plan
 
@@ -170,8 +181,9 @@ def go_version() -> str:
     return output
 
 
-def _upstream_gomod(build: GoBuild, work: Path) -> str:
-    info = json.loads(
+def _upstream(build: GoBuild, work: Path) -> dict[str, str]:
+    """The module as the proxy serves it: `go mod download -json` (GoMod, Dir...)."""
+    return json.loads(
         _go(
             "mod",
             "download",
@@ -181,7 +193,6 @@ def _upstream_gomod(build: GoBuild, work: Path) -> str:
             step=f"{build.name}: fetching {build.module}@{build.version}",
         )
     )
-    return Path(info["GoMod"]).read_text()
 
 
 def wrapper_gomod(build: GoBuild, upstream: str) -> str:
@@ -214,7 +225,12 @@ def build_one(build: GoBuild, go: str) -> Path:
     work = BUILD / f"{target.name}.partial"
     shutil.rmtree(work, ignore_errors=True)  # whatever a killed run left
     (work / "bin").mkdir(parents=True)
-    (work / "go.mod").write_text(wrapper_gomod(build, _upstream_gomod(build, work)))
+    upstream = _upstream(build, work)
+    (work / "go.mod").write_text(wrapper_gomod(build, Path(upstream["GoMod"]).read_text()))
+    for folder in build.data:  # read-only in the module cache: copied, then made writable for the cache's rmtree
+        shutil.copytree(Path(upstream["Dir"]) / folder, work / folder)
+        for path in [work / folder, *(work / folder).rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
     env = {"CGO_ENABLED": "1" if build.cgo else "0", "GOFLAGS": "-mod=mod -buildvcs=false -trimpath", **build.extra_env}
     args = ["build", "-o", str(work / "bin") + "/"]
     if build.tags:
