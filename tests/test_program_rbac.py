@@ -71,3 +71,40 @@ def test_the_readme_table_is_the_rules():
     readme = (ROOT / "README.md").read_text()
     missing = [line for line in rbac_table() if line not in readme]
     assert not missing, "README's RBAC table differs from k8s_workers/render/program_rbac.py: " + "\n".join(missing)
+
+
+def test_a_stack_with_program_rbac_declares_exactly_the_shipped_objects(test_ca, ssh_key):
+    from tests.conftest import base_config
+    from tests.harness import run_program
+
+    raw = base_config(test_ca, ssh_key)
+    raw["cluster"]["programRbac"] = {"deployer": "user:ci-deployer"}
+    result = run_program(raw)
+    assert result.error is None, result.error
+    declared = {
+        (r.type.rsplit(":", 1)[-1], r.inputs["metadata"]["name"]): {k: v for k, v in r.inputs.items() if k not in ("apiVersion", "kind")}
+        for r in result.resources
+        if r.type.startswith("kubernetes:rbac.authorization.k8s.io/v1:") and r.name.startswith("program-")
+    }  # fmt: skip
+    wanted = {(m["kind"], m["metadata"]["name"]): {k: v for k, v in m.items() if k not in ("apiVersion", "kind")}
+              for m in program_rbac("user:ci-deployer")}  # fmt: skip
+    assert declared == wanted
+
+
+def test_without_program_rbac_the_stack_declares_none(test_ca, ssh_key):
+    from tests.conftest import base_config
+    from tests.harness import run_program
+
+    result = run_program(base_config(test_ca, ssh_key))
+    assert result.error is None and result.resources, result.error
+    assert not [r for r in result.resources if r.name.startswith("program-")]
+
+
+def test_a_malformed_subject_is_a_config_error_naming_its_key(test_ca, ssh_key):
+    from k8s_workers.config.loader import ConfigError, load_config
+    from tests.conftest import base_config
+
+    raw = base_config(test_ca, ssh_key)
+    raw["cluster"]["programRbac"] = {"previewer": "reviewers"}
+    with pytest.raises(ConfigError, match=r"cluster\.programRbac\.previewer"):
+        load_config(raw)

@@ -169,6 +169,21 @@ class Rollout(_Model):
         return value
 
 
+class ProgramRbac(_Model):
+    """The program's own RBAC (rbac/program-rbac.yaml), declared by this stack for these subjects:
+    applied by a first `up` as an admin; later runs as the up identity find it unchanged."""
+
+    deployer: str = "group:k8s-workers:deployer"
+    previewer: str = "group:k8s-workers:previewer"
+
+    @field_validator("deployer", "previewer")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        if not re.fullmatch(r"(group|user):\S+", value):
+            raise invalid(value, "is `group:<name>` or `user:<name>`")
+        return value
+
+
 class Cluster(_Model):
     name: str
     api_server: str
@@ -196,6 +211,7 @@ class Cluster(_Model):
     # An install is done when its Node is Ready: how long to wait for that (0: do not wait).
     readiness_timeout_seconds: int = Field(300, ge=0, le=3600)
     rollout: Rollout = Rollout()
+    program_rbac: ProgramRbac | None = None  # None: the cluster's admin applies rbac/program-rbac.yaml
 
     @field_validator("name")
     @classmethod

@@ -46,6 +46,8 @@ DEPLOYER_RULES: tuple[Rule, ...] = (
      "approve the requests the program judged"),
     ("certificates.k8s.io", ("signers",), ("approve",), (KUBE_PROXY_SIGNER, SERVING_SIGNER),
      "approve only for kube-proxy's client signer and the kubelets' serving signer"),
+    ("rbac.authorization.k8s.io", ("clusterroles", "roles", "rolebindings"), ("get",), (DEPLOYER, PREVIEWER),
+     "refresh of this RBAC when the stack declares it (`cluster.programRbac`); never a change to it"),
 )  # fmt: skip
 # In kube-system only (a Role): bootstrap tokens are Secrets there.
 DEPLOYER_SECRET_RULES: tuple[Rule, ...] = (
@@ -60,6 +62,8 @@ PREVIEWER_RULES: tuple[Rule, ...] = (
     ("", ("nodes",), ("get", "list"), (), "versions (skew policy), owners, recorded services, drift"),
     ("certificates.k8s.io", ("certificatesigningrequests",), ("get", "list"), (),
      "serving-certificate renewals waiting"),
+    ("rbac.authorization.k8s.io", ("clusterroles", "roles", "rolebindings"), ("get",), (DEPLOYER, PREVIEWER),
+     "`preview --refresh` of this RBAC when the stack declares it"),
 )  # fmt: skip
 
 

@@ -14,13 +14,14 @@ import pytest
 
 from k8s_workers.config.loader import load_config
 from k8s_workers.render.cluster_objects import OWNER_ANNOTATION, cluster_role_bindings
+from k8s_workers.render.program_rbac import DEPLOYER, PREVIEWER
 from lab import cluster, images, remote
 from lab.hosts import LabHost
-from lab.paths import ADMIN_KUBECONFIG
+from lab.paths import ADMIN_KUBECONFIG, DEPLOYER_KUBECONFIG
 from lab.stack import stack_document
 from lab.state import LabState
 from tests.e2e.helpers import NAMESPACE, fresh_namespace, run_workload, wait_for
-from tests.engine.pulumi_cli import REMOTE_COMMAND, WORKER_NODE, Project, Result, missing, no_leak
+from tests.engine.pulumi_cli import REMOTE_COMMAND, ROOT, WORKER_NODE, Project, Result, missing, no_leak
 from tests.lab_session import RawFactory, clean_slate
 
 pytestmark = [pytest.mark.engine, pytest.mark.lab]
@@ -42,13 +43,15 @@ class Stacks:
     images: list[images.Image]
 
     def configure_cluster(self) -> None:
-        settings = {"role": "cluster", "cluster": self.raw["cluster"]}
+        # Run by an admin, it declares the program's own RBAC (the default subjects); the pools then
+        # run as the up identity it grants (the lab's deployer user is in its group).
+        settings = {"role": "cluster", "cluster": {**self.raw["cluster"], "programRbac": {}}}
         self.cluster.stack_file.write_text(stack_document(settings))
 
     def configure_pool(self, pool: str, names: list[str], defaults: dict[str, Any] | None = None) -> None:
         nodes = [n for n in self.raw["nodes"] if n["name"] in names]
         settings = {"role": "pool", "clusterStack": CLUSTER_STACK, "defaults": {**self.raw["defaults"], **(defaults or {})}, "nodes": nodes}  # fmt: skip
-        self.pools[pool].stack_file.write_text(stack_document(settings))
+        self.pools[pool].stack_file.write_text(stack_document(settings, DEPLOYER_KUBECONFIG))
 
     def up_pools(self, *pools: str) -> dict[str, Result]:
         with concurrent.futures.ThreadPoolExecutor(len(pools)) as runner:
@@ -62,6 +65,9 @@ def stacks(
 ) -> Iterator[Stacks]:
     raw = lab_raw()
     clean_slate(raw, systemd_hosts)
+    cluster.kubectl(
+        "delete", "-f", str(ROOT / "rbac" / "program-rbac.yaml"), "--ignore-not-found"
+    )  # the stack makes it
     project = Project(tmp_path_factory.mktemp("engine-fleet"), "cluster", None, kubeconfig=str(ADMIN_KUBECONFIG))
     names = [h.name for h in systemd_hosts]
     members, start = {}, 0
@@ -92,7 +98,8 @@ def test_the_cluster_stack_then_both_pools_at_once_make_every_node_ready(stacks:
     assert first.ops(WORKER_NODE) == []  # no node in the cluster stack
     bindings = {b["metadata"]["name"] for b in cluster_role_bindings(load_config(stacks.raw).cluster)}
     present = {b["metadata"]["name"] for b in cluster.get("clusterrolebindings")["items"]}
-    assert bindings <= present
+    assert bindings | {DEPLOYER, PREVIEWER} <= present
+    assert {DEPLOYER, PREVIEWER} <= {r["metadata"]["name"] for r in cluster.get("clusterroles")["items"]}
     runs = stacks.up_pools(*POOLS)
     for pool, result in runs.items():
         assert result.returncode == 0, (pool, result.output)
@@ -179,4 +186,5 @@ def test_destroying_a_pool_removes_its_nodes_only_then_the_cluster_stack_goes(st
     last = stacks.cluster.run("destroy", "--yes", "--skip-preview")
     assert last.returncode == 0, last.output
     bindings = {b["metadata"]["name"] for b in cluster_role_bindings(load_config(stacks.raw).cluster)}
-    assert not bindings & {b["metadata"]["name"] for b in cluster.get("clusterrolebindings")["items"]}
+    assert not (bindings | {DEPLOYER}) & {b["metadata"]["name"] for b in cluster.get("clusterrolebindings")["items"]}
+    assert not {DEPLOYER, PREVIEWER} & {r["metadata"]["name"] for r in cluster.get("clusterroles")["items"]}
