@@ -60,10 +60,15 @@ class _DiffResponse:
         paths: dict[str, str] | None = getattr(_pending, "paths", None)
         _pending.paths = None
         if paths and fields.get("changes") == self._message.DIFF_SOME and not fields.get("replaces"):
-            kinds = {"add": proto.PropertyDiff.ADD, "delete": proto.PropertyDiff.DELETE}
+            kinds = {
+                "add": proto.PropertyDiff.ADD,
+                "delete": proto.PropertyDiff.DELETE,
+                "repair": proto.PropertyDiff.DELETE,
+            }
             fields["hasDetailedDiff"] = True
             fields["detailedDiff"] = {
-                path: proto.PropertyDiff(kind=kinds.get(kind, proto.PropertyDiff.UPDATE), inputDiff=True)
+                # "repair": an output (not an input) the update clears; the CLI shows its old value.
+                path: proto.PropertyDiff(kind=kinds.get(kind, proto.PropertyDiff.UPDATE), inputDiff=kind != "repair")
                 for path, kind in paths.items()
             }
             fields["diffs"] = sorted({path.split(".", 1)[0] for path in paths})

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from components.detailed_diff import changed_paths, detailed
 from components.node_disruption import DISRUPTION_INPUTS, disruption_props, prepare
@@ -41,7 +41,13 @@ def new_token() -> tuple[str, str]:
 
 
 def membership_props(
-    cluster: Cluster, node: Node, kubeconfig: Any, plan: NodePlan, batch: Any, owner: str | None = None
+    cluster: Cluster,
+    node: Node,
+    kubeconfig: Any,
+    plan: NodePlan,
+    batch: Any,
+    owner: str | None = None,
+    ssh_private_key: Any = None,
 ) -> dict[str, Any]:
     """The resource's inputs (Outputs in the program, plain values in the lab). The token is made by
     the provider and kept in state as its outputs (`tokenSecret` a secret): one resource fewer per
@@ -55,7 +61,41 @@ def membership_props(
         "tokenId": None,
         "tokenSecret": None,
         "expires_at": None,
+        # How `pulumi refresh` reaches the host for its read-only drift check (the install's connection).
+        "ssh": {
+            "host": node.ssh_host,
+            "port": node.ssh.port,
+            "user": node.ssh.user,
+            "hostKey": node.ssh.host_key,
+            "insecure": node.ssh.insecure_ignore_host_key,
+        },
+        "sshPrivateKey": ssh_private_key,
+        "repairedGeneration": None,
     }
+
+
+def check(props: dict[str, Any]) -> dict[str, Any]:
+    """What a refresh reads: the host's drift (k8s_workers/decisions/host_drift.py), one read-only SSH
+    session. A new drift raises `driftGeneration` past `repairedGeneration`: the next `up` repairs it
+    (the install runs again; drained first if the kubelet or runtime restarts). A host that cannot be
+    asked is `unknown`, never drift, and never an error."""
+    from k8s_workers.host_check import Connection, check_host
+
+    found = check_host(Connection.of_props(props))
+    outs = {k: v for k, v in props.items() if k != "hostCheck"}
+    repaired = props.get("repairedGeneration") or 0
+    if found.state == "drift":
+        outs.update(hostDrift=found.summary(), driftRestarts=list(found.restarts()), driftGeneration=repaired + 1)
+    elif found.state == "clean":
+        for key in ("hostDrift", "driftRestarts", "driftGeneration"):
+            outs.pop(key, None)  # as the install left it: the outputs as they were before any drift
+    else:
+        outs["hostCheck"] = found.summary()  # unrecorded or unknown: said, not drift
+    return outs
+
+
+def drift_pending(props: dict[str, Any]) -> bool:
+    return (props.get("driftGeneration") or 0) > (props.get("repairedGeneration") or 0)
 
 
 def _generation(props: dict[str, Any]) -> int:
@@ -109,6 +149,8 @@ class _Provider(ResourceProvider):
         paths = changed_paths(olds, news, DISRUPTION_INPUTS)  # `services.kubelet`: the kubelet restarts
         if _generation(olds) != _generation(news):
             paths["tokenGeneration"] = "update"
+        if drift_pending(olds):  # a refresh found the host changed: shown as the drift this update removes
+            paths["hostDrift"] = "repair"
         return detailed(
             DiffResult(changes=bool(paths), replaces=[], stables=["node"], delete_before_replace=False), paths
         )
@@ -116,15 +158,21 @@ class _Provider(ResourceProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         from k8s_workers.cluster_api import api_client, revoke_bootstrap_token
 
-        kept = {k: olds.get(k) for k in ("tokenId", "tokenSecret", "expires_at")}
+        kept = {k: olds.get(k) for k in ("tokenId", "tokenSecret", "expires_at", "repairedGeneration")}
         outs = {**news, **kept}
         if _generation(olds) != _generation(news):  # asked for a new token: issue it, revoke the old one
             token_id, token_secret = new_token()
             outs = issue({**news, "tokenId": token_id, "tokenSecret": token_secret})
             revoke_bootstrap_token(api_client(news.get("kubeconfig")), olds["tokenId"])
         # Cordon and drain now if the change restarts the kubelet or the runtime: the install is next.
-        prepared = prepare(olds, news)
+        prepared = prepare(olds, news, olds.get("driftRestarts") if drift_pending(olds) else None)
+        if drift_pending(olds):  # the install runs next with this number: it restores what drifted
+            outs["repairedGeneration"] = olds["driftGeneration"]
         return UpdateResult(outs={**outs, "restarts": prepared["restarts"], "drained": prepared["drained"]})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        # Only on refresh: the cluster side is not read (a revoked token is what it expects); the host is.
+        return ReadResult(id_=id_, outs=check(props))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         leave(props)
@@ -136,6 +184,7 @@ class NodeMembership(pulumi.dynamic.Resource):
     expires_at: pulumi.Output[int]  # epoch seconds: the install refuses an expired token on an unjoined node
     restarts: pulumi.Output[list[str]]
     drained: pulumi.Output[bool]
+    repairedGeneration: pulumi.Output[int | None]  # the install runs again when this rises (host drift)
 
     def __init__(
         self,
@@ -145,6 +194,7 @@ class NodeMembership(pulumi.dynamic.Resource):
         plan: NodePlan,  # the review plan: what each service's restart depends on
         batch: pulumi.Input[int],  # resolves once the previous batch is done (components/sequencing.py)
         owner: str,  # the stack that declares the node: project/stack
+        ssh_private_key: pulumi.Input[str] | None = None,  # secret; None: the SSH agent
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__(
@@ -157,8 +207,10 @@ class NodeMembership(pulumi.dynamic.Resource):
                 plan,
                 batch,
                 owner,
+                pulumi.Output.secret(ssh_private_key) if ssh_private_key is not None else None,
             ),
             pulumi.ResourceOptions.merge(
-                opts, pulumi.ResourceOptions(additional_secret_outputs=["tokenSecret", "kubeconfig"])
+                opts,
+                pulumi.ResourceOptions(additional_secret_outputs=["tokenSecret", "kubeconfig", "sshPrivateKey"]),
             ),
         )

@@ -50,13 +50,14 @@ def disruption_props(cluster: Cluster, node: Node, plan: NodePlan, batch: Any, k
     }
 
 
-def prepare(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[str, Any]:
-    """What the membership's update does before the node's install runs; the lab calls it too."""
+def prepare(olds: dict[str, Any] | None, news: dict[str, Any], repairs: list[str] | None = None) -> dict[str, Any]:
+    """What the membership's update does before the node's install runs; the lab calls it too.
+    `repairs`: the services a repair of host drift restarts (k8s_workers/decisions/host_drift.py)."""
     from k8s_workers.cluster_api import api_client, cordon, drain
     from k8s_workers.decisions.drain import DrainOptions
     from k8s_workers.decisions.rollout import needs_drain, restarted
 
-    restarts = restarted((olds or {}).get("services"), news["services"])
+    restarts = sorted({*restarted((olds or {}).get("services"), news["services"]), *(repairs or [])})
     options = DrainOptions.of_props(news)
     drained = False
     if needs_drain(restarts) and options:

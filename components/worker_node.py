@@ -69,8 +69,9 @@ class WorkerNode(pulumi.ComponentResource):
         # waits for it; see components/sequencing.py for why not depends_on). Deleted last when the node
         # leaves, taking the Node object and its CSRs with it.
         membership = NodeMembership(
-            cluster, node, credentials.kubeconfig, reviewed, once_done(after, batch), owner, opts=child
-        )
+            cluster, node, credentials.kubeconfig, reviewed, once_done(after, batch), owner,
+            ssh_private_key=credentials.ssh_private_key, opts=child,
+        )  # fmt: skip
         token_id = membership.tokenId  # names the token's Secret: public by design
         token_secret = pulumi.Output.secret(membership.tokenSecret)
         # What runs: the same plan with the real secrets, on stdin.
@@ -81,9 +82,10 @@ class WorkerNode(pulumi.ComponentResource):
                 credentials.kube_proxy_cert_pem,
                 credentials.kube_proxy_key_pem,
                 membership.expires_at,
+                membership.repairedGeneration,  # rises when a refresh found the host drifted: run again
             ).apply(
                 lambda a: install_stdin(
-                    plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3], a[4]), peers)
+                    plan_node(cluster, node, NodeSecrets(f"{a[0]}.{a[1]}", a[2], a[3], a[4]), peers), repair=a[5]
                 )
             )
         )

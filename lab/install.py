@@ -18,7 +18,7 @@ from k8s_workers.scripts.commands import install_command, install_stdin, removal
 from k8s_workers.scripts.install_plan import NodePlan, plan_node, review_plan
 from lab import remote
 from lab.hosts import LabHost
-from lab.paths import ADMIN_KUBECONFIG, CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY
+from lab.paths import ADMIN_KUBECONFIG, CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY, LAB_KEY
 from lab.pki import client_certificate, write_private
 
 
@@ -122,8 +122,9 @@ def token_props(config: StackConfig, name: str) -> dict:
     """The membership's inputs, with the token the lab holds for the node (its state), if any."""
     node = next(n for n in config.nodes if n.name == name)
     props = membership.membership_props(
-        config.cluster, node, ADMIN_KUBECONFIG.read_text(), _review_plan(config, name), 1
-    )
+        config.cluster, node, ADMIN_KUBECONFIG.read_text(), _review_plan(config, name), 1,
+        ssh_private_key=LAB_KEY.read_text(),  # the refresh's drift check logs in as the install does
+    )  # fmt: skip
     if _token_file(name).exists():
         props["tokenId"], props["tokenSecret"] = lab_token(name)[0].split(".")
     return props

@@ -137,7 +137,7 @@ def test_new_binary_sha_replaces_only_that_binary(host, test_ca, server):
     assert result.summary["services_restarted"] == ["kubelet"]
     assert host.read("/usr/local/bin/kubelet") == artifact_bytes("kubelet", 2)
     changed = {p for p, v in host.snapshot().items() if before.get(p) != v}
-    assert changed == {"/usr/local/bin/kubelet"}
+    assert changed == {"/usr/local/bin/kubelet", "/var/lib/k8s-workers/expected"}  # and the drift check's record of it
 
 
 def test_wrong_sha256_stops_and_keeps_the_old_binary(host, test_ca, server):

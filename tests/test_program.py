@@ -133,7 +133,7 @@ def test_the_bootstrap_token_provider_creates_the_secret_the_apiserver_reads(run
     )
 
 
-def test_a_new_token_updates_the_membership_and_refresh_keeps_it(run):
+def test_a_new_token_updates_the_membership_and_refresh_keeps_it(run, monkeypatch):
     """Never a replacement: deleting the membership removes the Node from the cluster."""
     from components import membership
 
@@ -146,8 +146,15 @@ def test_a_new_token_updates_the_membership_and_refresh_keeps_it(run):
     assert new_token.changes and new_token.replaces == []
     before_generations = {k: v for k, v in olds.items() if k != "tokenGeneration"}  # state of an earlier version
     assert not provider.diff("x", before_generations, news).changes
-    # Refresh asks the provider to read: a revoked token (its Secret gone) is what it expects.
+    # Refresh asks the provider to read: a revoked token (its Secret gone) is what it expects; the host
+    # (asked over SSH in the lab and engine suites, never here) as its install left it changes nothing.
+    from k8s_workers import host_check
+    from k8s_workers.decisions.host_drift import HostCheck
+
+    asked = []
+    monkeypatch.setattr(host_check, "check_host", lambda connection: asked.append(connection) or HostCheck("clean"))
     assert provider.read("x", olds).outs == olds
+    assert [(c.node, c.host, c.port, c.user) for c in asked] == [(NODES[0], "192.0.2.11", 22, "root")]
 
 
 def test_no_token_secret_in_clear_anywhere_in_state(run):
@@ -635,7 +642,7 @@ def test_a_membership_update_drains_without_a_new_token_and_issues_a_token_witho
     monkeypatch.setattr(membership, "issue", lambda p: calls.append(("issue", p["tokenId"])) or {**p, "expires_at": 9})
     monkeypatch.setattr(
         membership, "prepare",
-        lambda olds, news: calls.append(("prepare",)) or {**news, "restarts": ["kubelet"], "drained": True},
+        lambda olds, news, repairs=None: calls.append(("prepare",)) or {**news, "restarts": ["kubelet"], "drained": True},
     )  # fmt: skip
     monkeypatch.setattr(cluster_api, "api_client", lambda kubeconfig=None: None)
     monkeypatch.setattr(cluster_api, "revoke_bootstrap_token", lambda api, token_id: calls.append(("revoke", token_id)))

@@ -49,10 +49,12 @@ def install_manifest(plan: NodePlan) -> list[str]:
     return lines
 
 
-def install_stdin(plan: NodePlan) -> str:
+def install_stdin(plan: NodePlan, repair: int | None = None) -> str:
     """The install script as it travels: gzip (no timestamp: the same script, the same bytes),
-    then base64 in lines."""
-    packed = gzip.compress(install_script(plan).encode(), compresslevel=9, mtime=0)
+    then base64 in lines. `repair`: the host drift this run repairs (a number the membership raises),
+    a comment after the script's last line, so the same install runs again."""
+    script = install_script(plan) + (f"# repair of host drift {repair}\n" if repair else "")
+    packed = gzip.compress(script.encode(), compresslevel=9, mtime=0)
     return "\n".join(textwrap.wrap(base64.b64encode(packed).decode(), 76)) + "\n"
 
 
@@ -84,3 +86,13 @@ def removal_command(plan: NodePlan, user: str) -> str:
     """Runs the removal script the node's install placed, if the host still holds this node (a host
     now installed as another node, a rename, is left alone: its script would remove that node)."""
     return render("scripts/remove-command.sh.j2", plan=plan, paths=PATHS, shell=_shell(user))
+
+
+def check_script(node: str) -> str:
+    """The read-only drift check `pulumi refresh` runs on a node (scripts/check.sh.j2): no secret in it."""
+    return render("scripts/check.sh.j2", node=node, state_dir=PATHS.state_dir)
+
+
+def check_command(user: str) -> str:
+    """The command line of the drift check's SSH session; the script arrives on stdin."""
+    return f"{_shell(user)} -s  # k8s-workers: drift check, read-only"
