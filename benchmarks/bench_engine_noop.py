@@ -41,12 +41,21 @@ from tests.engine.pulumi_cli import Project, missing
 PORT = 22022
 
 
+ANSWERING = threading.Event()  # cleared: the stand-in drops every connection (hosts unreachable)
+
+
 def stand_in_ssh_server(port: int) -> str:
     """An SSH server on 127.0.0.1 that runs nothing: each session's stdin is read to its end and
-    the command exits 0. Returns its host key (OpenSSH form) for the nodes' `ssh.hostKey`."""
+    the command exits 0 (a drift check answers as a clean host would). Returns its host key
+    (OpenSSH form) for the nodes' `ssh.hostKey`."""
     key = asyncssh.generate_private_key("ssh-ed25519")
+    ANSWERING.set()
 
     class Accepting(asyncssh.SSHServer):
+        def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+            if not ANSWERING.is_set():
+                conn.abort()
+
         def begin_auth(self, username: str) -> bool:
             return True
 
@@ -58,6 +67,8 @@ def stand_in_ssh_server(port: int) -> str:
 
     async def session(process: asyncssh.SSHServerProcess) -> None:
         await process.stdin.read()
+        if "drift check" in (process.command or ""):
+            process.stdout.write("checked 30\n")
         process.exit(0)
 
     ready = threading.Event()
@@ -113,6 +124,12 @@ def one_size(
     # Every node records its services at the end of the first `up`: in a no-op `up` none waits.
     results["no-op up, cluster reachable"] = measured(project, "up", "--yes", "--skip-preview", *parallel)
     results["one kubelet setting changed, preview --diff"] = change_preview(project, raw)
+    # Refresh: one drift-check session per node (the stand-in answers as a clean host), then with
+    # every host dropping the connection (each node `unknown`, nothing fails).
+    results["refresh, hosts answering"] = measured(project, "refresh", "--yes", "--skip-preview", *parallel)
+    ANSWERING.clear()
+    results["refresh, hosts unreachable"] = measured(project, "refresh", "--yes", "--skip-preview", *parallel)
+    ANSWERING.set()
     # The cluster side gone by hand (the state stays, for the preview without a cluster), so the
     # next size's stack can create its own bindings.
     cluster.kubectl("delete", "nodes", "--all", "--wait=false")

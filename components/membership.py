@@ -16,6 +16,7 @@ a revoked token is the state it expects.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import string
 import time
@@ -71,6 +72,7 @@ def membership_props(
         },
         "sshPrivateKey": ssh_private_key,
         "repairedGeneration": None,
+        "hostCheck": None,
     }
 
 
@@ -82,16 +84,28 @@ def check(props: dict[str, Any]) -> dict[str, Any]:
     from k8s_workers.host_check import Connection, check_host
 
     found = check_host(Connection.of_props(props))
-    outs = {k: v for k, v in props.items() if k != "hostCheck"}
+    outs = dict(props)
+    if "hostCheck" in outs or found.state not in ("clean", "drift"):  # asked: no note; else why not
+        outs["hostCheck"] = None if found.state in ("clean", "drift") else found.summary()
     repaired = props.get("repairedGeneration") or 0
     if found.state == "drift":
         outs.update(hostDrift=found.summary(), driftRestarts=list(found.restarts()), driftGeneration=repaired + 1)
+        _unrecord_services(props)
     elif found.state == "clean":
         for key in ("hostDrift", "driftRestarts", "driftGeneration"):
             outs.pop(key, None)  # as the install left it: the outputs as they were before any drift
-    else:
-        outs["hostCheck"] = found.summary()  # unrecorded or unknown: said, not drift
     return outs
+
+
+def _unrecord_services(props: dict[str, Any]) -> None:
+    """The services the Node records as running are no longer what runs: the next `up` then puts the
+    node's repair in its batch (k8s_workers/decisions/rollout.py), and its registration records them
+    again afterwards. Without the permission (a preview's identity) or a cluster: left as it is."""
+    from k8s_workers.cluster_api import annotate_node, api_client
+    from k8s_workers.render.cluster_objects import SERVICES_ANNOTATION
+
+    with contextlib.suppress(Exception):  # bookkeeping only: the drift itself is in the outputs
+        annotate_node(api_client(props.get("kubeconfig")), props["node"], {SERVICES_ANNOTATION: "drift"})
 
 
 def drift_pending(props: dict[str, Any]) -> bool:
@@ -185,6 +199,7 @@ class NodeMembership(pulumi.dynamic.Resource):
     restarts: pulumi.Output[list[str]]
     drained: pulumi.Output[bool]
     repairedGeneration: pulumi.Output[int | None]  # the install runs again when this rises (host drift)
+    hostCheck: pulumi.Output[str | None]  # set by a refresh that could not check the host: "unknown: why"
 
     def __init__(
         self,

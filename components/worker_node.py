@@ -72,6 +72,15 @@ class WorkerNode(pulumi.ComponentResource):
             cluster, node, credentials.kubeconfig, reviewed, once_done(after, batch), owner,
             ssh_private_key=credentials.ssh_private_key, opts=child,
         )  # fmt: skip
+        # A refresh that could not ask the host said so in the membership's state: say it on every run
+        # until a refresh asks again (unknown is not drift: nothing is planned for it).
+        membership.hostCheck.apply(
+            lambda said: pulumi.log.warn(
+                f"{node.name}: its host was not checked for drift on the last refresh ({said})"
+            )
+            if said
+            else None
+        )
         token_id = membership.tokenId  # names the token's Secret: public by design
         token_secret = pulumi.Output.secret(membership.tokenSecret)
         # What runs: the same plan with the real secrets, on stdin.

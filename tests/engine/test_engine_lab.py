@@ -161,17 +161,99 @@ def test_a_first_up_makes_every_node_ready_and_logs_and_exec_work(fleet: Fleet) 
     no_leak(first.output, "the first `up`'s output")
 
 
-def test_a_second_up_and_an_up_with_refresh_plan_nothing_and_open_no_ssh_session(fleet: Fleet) -> None:
+def test_a_second_up_plans_nothing_and_opens_no_ssh_session_an_up_with_refresh_one_per_node(fleet: Fleet) -> None:
     started = time.time()
     again = fleet.project.run(*UP)
     assert again.returncode == 0, again.output
     assert set(again.changes()) == {"same"}, again.changes()
     assert again.changed() == {}
+    preview = fleet.project.run("preview")
+    assert preview.returncode == 0, preview.output
+    assert {h.name: _ssh_sessions_since(h, started) for h in fleet.hosts} == {n: 0 for n in fleet.names}
+    # A refresh reads each host once (the drift check), changes nothing there, and plans nothing.
+    time.sleep(1.1)  # the journal is asked from a whole second on: not the counting sessions just above
+    started = time.time()
     refreshed = fleet.project.run(*UP, "--refresh")
     assert refreshed.returncode == 0, refreshed.output
     assert refreshed.changed() == {}, refreshed.changed()
     assert set(refreshed.changes()) <= {"same"}, refreshed.changes()
-    assert {h.name: _ssh_sessions_since(h, started) for h in fleet.hosts} == {n: 0 for n in fleet.names}
+    assert {h.name: _ssh_sessions_since(h, started) for h in fleet.hosts} == {n: 1 for n in fleet.names}
+
+
+KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+KUBELET_BINARY = "/usr/local/bin/kubelet"
+
+
+def _started(host: LabHost, service: str) -> str:
+    return remote.shell(host, f"systemctl show {service} -p ActiveEnterTimestampMonotonic --value").strip()
+
+
+def test_host_drift_is_seen_by_refresh_shown_by_preview_and_repaired_by_up(fleet: Fleet) -> None:
+    fresh_namespace()  # the first test's bare pods would block the drain (no controller recreates them)
+    fleet.configure()
+    one, two, three = fleet.hosts
+    remote.shell(one, f"echo '# edited by hand' >> {KUBELET_CONFIG}")
+    remote.shell(two, "systemctl disable --now --quiet kube-proxy")
+    remote.shell(three, f"cp -p {KUBELET_BINARY} {KUBELET_BINARY}.new && printf x >> {KUBELET_BINARY}.new && "
+                        f"mv -f {KUBELET_BINARY}.new {KUBELET_BINARY}")  # fmt: skip
+    kubelets = {h.name: _started(h, "kubelet") for h in fleet.hosts}
+    refreshed = fleet.project.run("refresh", "--yes", "--skip-preview")
+    assert refreshed.returncode == 0, refreshed.output
+    preview = fleet.project.run("preview", "--diff")
+    assert preview.returncode == 0, preview.output
+    shown = {
+        one.name: f"drift: {KUBELET_CONFIG} (content)",
+        two.name: "drift: kube-proxy (disabled), kube-proxy (inactive)",
+        three.name: f"drift: {KUBELET_BINARY} (content)",
+    }
+    for name, words in shown.items():
+        block = preview.output.split(f"::{name}-membership]", 1)[1].split("pulumi-python:dynamic:Resource:", 1)[0]
+        assert f'- hostDrift: "{words}"' in block, block
+    assert preview.changed(REMOTE_COMMAND) == {f"{n}-install": "update" for n in fleet.names}, preview.changed()
+
+    # The repairs that drain go batch by batch, as any restart does; the Service keeps answering.
+    service_ip = run_deployment("web", replicas=3, min_available=2)
+    with Watch(service_ip, one) as watch:  # lab-1's kube-proxy is not touched
+        repaired = fleet.project.run(*UP)
+    assert repaired.returncode == 0, repaired.output
+    assert watch.cordoned_max == 1 and watch.cordoned_seen == {one.name, three.name}, watch.cordoned_seen
+    assert watch.failures == [], watch.failures
+    assert "# edited by hand" not in remote.shell(one, f"cat {KUBELET_CONFIG}")
+    assert remote.shell(two, "systemctl is-enabled kube-proxy; systemctl is-active kube-proxy").split() == [
+        "enabled",
+        "active",
+    ]
+    sums = {h.name: remote.shell(h, f"sha256sum {KUBELET_BINARY}").split()[0] for h in (one, three)}
+    assert sums[one.name] == sums[three.name], sums
+    # Only what the drift feeds restarts: the kubelet where its file or binary changed, not on lab-2.
+    after = {h.name: _started(h, "kubelet") for h in fleet.hosts}
+    assert [n for n in fleet.names if after[n] != kubelets[n]] == [one.name, three.name], (kubelets, after)
+    _all_ready_and_schedulable(fleet.names)
+    again = fleet.project.run(*UP, "--refresh")
+    assert again.returncode == 0, again.output
+    assert again.changed() == {}, again.changed()
+
+
+def test_a_host_that_cannot_be_reached_on_refresh_is_reported_unknown_and_nothing_fails(fleet: Fleet) -> None:
+    host = fleet.hosts[-1]
+    rule = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    init = subprocess.run(["pgrep", "-P", str(host.pid)], capture_output=True, text=True).stdout.split()[0]
+    inside = ["nsenter", "-t", init, "-m", "-n", "iptables"]  # the host's own iptables, in its namespaces
+    subprocess.run([*inside, "-I", *rule], check=True)
+    try:
+        assert remote.run(host, "true", timeout=30).returncode == 255  # refused: as a host that is down
+        refreshed = fleet.project.run("refresh", "--yes", "--skip-preview")
+    finally:
+        subprocess.run([*inside, "-D", *rule], check=True)
+    assert refreshed.returncode == 0, refreshed.output
+    preview = fleet.project.run("preview")
+    assert preview.returncode == 0, preview.output
+    assert preview.changed() == {}, preview.changed()  # unknown is not drift
+    said = f"{host.name}: its host was not checked for drift on the last refresh (unknown: "
+    assert said in preview.output and "ConnectionRefusedError" in preview.output, preview.output
+    # The next refresh that reaches it clears that.
+    assert fleet.project.run("refresh", "--yes", "--skip-preview").returncode == 0
+    assert said not in fleet.project.run("preview").output
 
 
 def _as(kubeconfig: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
