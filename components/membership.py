@@ -11,7 +11,8 @@ One resource for both, not two: every resource costs the engine time in every pr
 Not a pulumi-kubernetes Secret: the node's NodeRegistration revokes the token (deletes its
 Secret) once the node has joined, and a pulumi-kubernetes Secret would then show as deleted on
 `pulumi up --refresh` and be planned again. This resource does not read the cluster on refresh:
-a revoked token is the state it expects.
+a revoked token is the state it expects. It reads the host instead (`check`): the read-only drift
+check, whose finding the next `up` repairs through this resource's update (drain) and the install.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def membership_props(
             "insecure": node.ssh.insecure_ignore_host_key,
         },
         "sshPrivateKey": ssh_private_key,
-        "repairedGeneration": None,
+        # Always a number in state: an output missing from state is unknown at preview, and the
+        # install's stdin (which carries it) would then show every install as an update.
+        "repairedGeneration": 0,
         "hostCheck": None,
     }
 
@@ -165,6 +168,8 @@ class _Provider(ResourceProvider):
             paths["tokenGeneration"] = "update"
         if drift_pending(olds):  # a refresh found the host changed: shown as the drift this update removes
             paths["hostDrift"] = "repair"
+        if "repairedGeneration" not in olds:  # state from before drift checks: once, to record it
+            paths["repairedGeneration"] = "add"
         return detailed(
             DiffResult(changes=bool(paths), replaces=[], stables=["node"], delete_before_replace=False), paths
         )
@@ -172,8 +177,8 @@ class _Provider(ResourceProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         from k8s_workers.cluster_api import api_client, revoke_bootstrap_token
 
-        kept = {k: olds.get(k) for k in ("tokenId", "tokenSecret", "expires_at", "repairedGeneration")}
-        outs = {**news, **kept}
+        kept = {k: olds.get(k) for k in ("tokenId", "tokenSecret", "expires_at")}
+        outs = {**news, **kept, "repairedGeneration": olds.get("repairedGeneration") or 0}
         if _generation(olds) != _generation(news):  # asked for a new token: issue it, revoke the old one
             token_id, token_secret = new_token()
             outs = issue({**news, "tokenId": token_id, "tokenSecret": token_secret})

@@ -51,6 +51,7 @@ TOKEN = {
     "services": {"kubelet": "a"},
     "drain": True,
     "drainOptions": {},
+    "repairedGeneration": 0,
 }
 REGISTRATION = {
     "node": "n1",
@@ -71,6 +72,12 @@ REGISTRATION = {
         (membership._Provider(), TOKEN, {**TOKEN, "batch": 4}, {"changes": False, "replaces": []}),
         (
             membership._Provider(),
+            {k: v for k, v in TOKEN.items() if k != "repairedGeneration"},
+            TOKEN,
+            {"changes": True, "replaces": []},
+        ),
+        (
+            membership._Provider(),
             TOKEN,
             {**TOKEN, "services": {"kubelet": "b"}},
             {"changes": True, "replaces": []},
@@ -87,6 +94,7 @@ REGISTRATION = {
         "token-same",
         "token-new",
         "batch-alone",
+        "state-before-drift-checks",
         "kubelet-restart",
         "registration-no-cluster",
         "registration-label-removed",

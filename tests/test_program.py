@@ -549,6 +549,7 @@ def test_a_batch_number_alone_is_no_change():
         "services": {"kubelet": "x"},
         "drain": True,
         "drainOptions": {},
+        "repairedGeneration": 0,
     }
     assert _Provider().diff("id", olds, {**olds, "batch": 3}).changes is False
     assert _Provider().diff("id", olds, {**olds, "batch": 3, "services": {"kubelet": "y"}}).changes is True

@@ -169,6 +169,7 @@ def test_a_second_up_plans_nothing_and_opens_no_ssh_session_an_up_with_refresh_o
     assert again.changed() == {}
     preview = fleet.project.run("preview")
     assert preview.returncode == 0, preview.output
+    assert preview.changed() == {}, preview.changed()  # nothing unknown at preview either
     assert {h.name: _ssh_sessions_since(h, started) for h in fleet.hosts} == {n: 0 for n in fleet.names}
     # A refresh reads each host once (the drift check), changes nothing there, and plans nothing.
     time.sleep(1.1)  # the journal is asked from a whole second on: not the counting sessions just above
