@@ -3,13 +3,13 @@
 The Python SDK's dynamic providers answer the engine's Diff with changed/unchanged only
 (pulumi/pulumi#3080, still so in 3.272): the CLI then prints every input of an updated resource,
 about 15 lines per node resource for a one-setting change. The gRPC response is built in the SDK's
-provider process right after the provider's `diff` returns, on the same thread; `report` hands it
-the changed input paths there (`detailed`), and the response carries them as the protocol's detailed diff
+provider process right after the provider's `diff` returns, on the same thread; `detailed` hands it
+the changed input paths there, and the response carries them as the protocol's detailed diff
 (`hasDetailedDiff`, `detailedDiff`), which the CLI prints alone.
 
 Only updates are detailed; an answer the SDK builds differently (another version) is left as it was,
-so the worst case is the full print of before. tests/test_dynamic_providers.py runs the SDK's own
-servicer to catch that.
+so the worst case is the full print of before. tests/test_dynamic_providers.py asks the SDK's own
+provider host over gRPC to catch that.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _kind(before: bool, after: bool) -> str:
 
 class _DiffResponse:
     """Stands in for the protocol's DiffResponse class in the provider process: the class itself
-    for every attribute (DIFF_SOME...), and the detailed diff added to what `report` left."""
+    for every attribute (DIFF_SOME...), and the detailed diff added to what `detailed` left."""
 
     def __init__(self, message: Any) -> None:
         self._message = message

@@ -64,7 +64,10 @@ def membership_props(
         "tokenSecret": None,
         "expires_at": None,
         # How `pulumi refresh` reaches the host for its read-only drift check (the install's connection).
-        "ssh": {
+        # None for a host gone for good: never asked again.
+        "ssh": None
+        if node.host_gone
+        else {
             "host": node.ssh_host,
             "port": node.ssh.port,
             "user": node.ssh.user,
@@ -86,6 +89,8 @@ def check(props: dict[str, Any]) -> dict[str, Any]:
     asked is `unknown`, never drift, and never an error."""
     from k8s_workers.host_check import Connection, check_host
 
+    if "ssh" in props and props["ssh"] is None:  # a host gone for good: nothing to ask, nothing to say
+        return props
     found = check_host(Connection.of_props(props))
     outs = dict(props)
     if "hostCheck" in outs or found.state not in ("clean", "drift"):  # asked: no note; else why not
@@ -164,6 +169,8 @@ class _Provider(ResourceProvider):
         # resource, and deleting this one removes the Node from the cluster. A TTL change applies
         # to tokens issued after it; the kubeconfig is how, not what; the batch alone is no change.
         paths = changed_paths(olds, news, DISRUPTION_INPUTS)  # `services.kubelet`: the kubelet restarts
+        # How the drift check reaches the host (a new host key, address or SSH key): kept current.
+        paths.update(changed_paths(olds, news, ("ssh", "sshPrivateKey")))
         if _generation(olds) != _generation(news):
             paths["tokenGeneration"] = "update"
         if drift_pending(olds):  # a refresh found the host changed: shown as the drift this update removes

@@ -27,7 +27,7 @@ class Connection:
     def of_props(cls, props: dict) -> Connection | None:
         ssh = props.get("ssh")
         if not ssh:
-            return None  # state written before drift checks: nothing to connect with yet
+            return None  # state written before drift checks, or a host gone for good
         return cls(props["node"], ssh["host"], int(ssh["port"]), ssh["user"], ssh.get("hostKey"),
                    bool(ssh.get("insecure")), props.get("sshPrivateKey"))  # fmt: skip
 
@@ -41,11 +41,12 @@ async def _run(connection: Connection) -> str:
         where = connection.host if connection.port == 22 else f"[{connection.host}]:{connection.port}"
         known_hosts = asyncssh.import_known_hosts(f"{where} {connection.host_key}\n")
     # The stack's key alone when it has one (no agent, no ~/.ssh); else the SSH agent, as the install.
-    auth: dict = {"client_keys": [asyncssh.import_private_key(connection.private_key)], "agent_path": None}
+    auth: dict = {}
+    if connection.private_key:
+        auth = {"client_keys": [asyncssh.import_private_key(connection.private_key)], "agent_path": None}
     async with asyncssh.connect(
-        connection.host, connection.port, username=connection.user, known_hosts=known_hosts, config=(),
-        **(auth if connection.private_key else {}),
-    ) as conn:  # fmt: skip
+        connection.host, connection.port, username=connection.user, known_hosts=known_hosts, config=(), **auth
+    ) as conn:
         result = await conn.run(check_command(connection.user), input=check_script(connection.node), check=True)
         return str(result.stdout)
 

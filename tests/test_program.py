@@ -702,3 +702,17 @@ def test_a_registration_records_the_nodes_services_last_and_plans_an_update_when
     assert node_registration.drift(props) == []
     assert node_registration.drift({**props, "services": "4567cdef"}) == ["services"]
     assert node_registration.drift({**props, "hostGone": True, "services": ""}) == []
+
+
+def test_the_drift_check_leaves_a_host_gone_for_good_alone_and_follows_a_new_connection(monkeypatch):
+    from components import membership
+    from k8s_workers import host_check
+
+    monkeypatch.setattr(host_check, "check_host", lambda connection: pytest.fail("a gone host was asked"))
+    gone = {"node": "n", "ssh": None, "repairedGeneration": 0}
+    assert membership._Provider().read("x", gone).outs == gone
+    ssh = {"host": "192.0.2.11", "port": 22, "user": "root", "hostKey": "ssh-ed25519 AAAA1", "insecure": False}
+    olds = {"node": "n", "services": {}, "drain": "", "repairedGeneration": 0, "ssh": ssh, "sshPrivateKey": "k"}
+    assert not membership._Provider().diff("x", olds, olds).changes
+    rekeyed = {**olds, "ssh": {**ssh, "hostKey": "ssh-ed25519 AAAA2"}}
+    assert membership._Provider().diff("x", olds, rekeyed).changes  # the next update records it
