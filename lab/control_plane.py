@@ -127,11 +127,8 @@ def ensure_credentials() -> None:
     public, private = service_account_key()
     (PKI / "sa.pub").write_text(public)
     write_private(PKI / "sa.key", private)
-    for file, user in (
-        ("admin", "admin"), ("controller-manager", "controller-manager"), ("scheduler", "scheduler"),
-        ("deployer", "deployer"), ("previewer", "previewer"),
-    ):  # fmt: skip
-        text = kubeconfig(user, (PKI / f"{file}.crt").read_text(), (PKI / f"{file}.key").read_text(), api_server_url())
+    for file in ("admin", "controller-manager", "scheduler", "deployer", "previewer"):  # the clients' kubeconfigs
+        text = kubeconfig(file, (PKI / f"{file}.crt").read_text(), (PKI / f"{file}.key").read_text(), api_server_url())
         write_private(CONTROL_PLANE / f"{file}.conf", text)
     stamp.write_text(_ca_fingerprint())
 
