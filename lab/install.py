@@ -12,11 +12,11 @@ from pathlib import Path
 from components import membership, node_disruption, node_registration
 from k8s_workers.config.loader import StackConfig
 from k8s_workers.decisions.rollout import batches, service_digests, services_digest
-from k8s_workers.render.cluster_objects import token_expires_at
+from k8s_workers.render.cluster_objects import BOOTSTRAP_TOKEN_TYPE, cluster_role_bindings, token_expires_at
 from k8s_workers.render.node_files import NodeSecrets
 from k8s_workers.scripts.commands import install_command, install_stdin, removal_command
 from k8s_workers.scripts.install_plan import NodePlan, plan_node, review_plan
-from lab import remote
+from lab import cluster, remote
 from lab.hosts import LabHost
 from lab.paths import ADMIN_KUBECONFIG, CREDENTIALS, LAB_CA_CERT, LAB_CA_KEY, LAB_KEY
 from lab.pki import client_certificate, write_private
@@ -90,6 +90,19 @@ def install_jobs(config: StackConfig, hosts: Iterable[LabHost]) -> list[NodeJob]
 
 def removal_jobs(config: StackConfig, hosts: Iterable[LabHost]) -> list[NodeJob]:
     return [NodeJob(j.host, j.plan, removal_command(j.plan, "root"), "") for j in install_jobs(config, hosts)]
+
+
+def clean_slate(config: StackConfig, hosts: list[LabHost]) -> None:
+    """What an earlier run left on the lab, gone: its installs, Nodes, bindings (which a stack creates
+    and would find `already exists`), tokens and certificate requests."""
+    failures = [str(r) for r in run_all(removal_jobs(config, hosts)).values() if isinstance(r, remote.HostError)]
+    if failures:
+        raise remote.HostError("\n".join(failures))
+    cluster.delete_nodes(h.name for h in hosts)
+    for binding in cluster_role_bindings(config.cluster):
+        cluster.kubectl("delete", "clusterrolebinding", binding["metadata"]["name"], "--ignore-not-found")
+    cluster.kubectl("delete", "secret", "-n", "kube-system", "--field-selector", f"type={BOOTSTRAP_TOKEN_TYPE}")
+    cluster.kubectl("delete", "csr", "--all")
 
 
 def run_all(jobs: list[NodeJob]) -> dict[str, remote.RemoteResult | remote.HostError]:

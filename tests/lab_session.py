@@ -13,11 +13,9 @@ from typing import Any
 import pytest
 
 from k8s_workers.config.loader import StackConfig, load_config
-from k8s_workers.render.cluster_objects import BOOTSTRAP_TOKEN_TYPE, cluster_role_bindings
-from lab import build, cluster, images, mirror, pins, remote, stack
+from lab import build, images, install, mirror, pins, stack
 from lab.__main__ import down, up
 from lab.hosts import LabHost
-from lab.install import removal_jobs, run_all
 from lab.state import LabState
 from tests.e2e.helpers import Snapshot, fresh_namespace, snapshot
 
@@ -120,15 +118,6 @@ def lab_config(lab_raw: RawFactory) -> ConfigFactory:
 
 
 def clean_slate(raw: dict[str, Any], hosts: list[LabHost]) -> None:
-    """What the lab suite left behind, gone: its installs, Nodes, bindings (which the stack creates and
-    would find `already exists`), tokens, certificate requests and workloads."""
-    failures = [
-        str(r) for r in run_all(removal_jobs(load_config(raw), hosts)).values() if isinstance(r, remote.HostError)
-    ]
-    assert not failures, "\n".join(failures)
-    cluster.delete_nodes(h.name for h in hosts)
-    for binding in cluster_role_bindings(load_config(raw).cluster):
-        cluster.kubectl("delete", "clusterrolebinding", binding["metadata"]["name"], "--ignore-not-found")
-    cluster.kubectl("delete", "secret", "-n", "kube-system", "--field-selector", f"type={BOOTSTRAP_TOKEN_TYPE}")
-    cluster.kubectl("delete", "csr", "--all")
+    """What the lab suite left behind, gone (lab.install.clean_slate), and its workloads."""
+    install.clean_slate(load_config(raw), hosts)
     fresh_namespace()
