@@ -5,7 +5,7 @@ components/kube_proxy_certificate.py), or signed here with the cluster CA's key 
 One for every node, not one per node: each node's kube-proxy is the same identity anyway
 (`system:kube-proxy`, the one the default `system:node-proxier` binding names), Kubernetes cannot
 revoke a client certificate, and three resources per node cost the engine about 40 ms each in
-every preview (README: Measured). The certificate is renewed before it expires (`earlyRenewalHours`):
+every preview (docs/performance.md). The certificate is renewed before it expires (`earlyRenewalHours`):
 every node then gets the new one as a kube-proxy-only change (kube-proxy restarts, no drain).
 """
 

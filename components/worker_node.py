@@ -137,5 +137,5 @@ class WorkerNode(pulumi.ComponentResource):
         self.name = pulumi.Output.from_input(node.name)
         self.address = pulumi.Output.from_input(str(node.address))
         # Small on purpose: the engine writes every output into state after every step, and prints
-        # the stack's outputs on every run (the file list per node: `make render`, README file map).
+        # the stack's outputs on every run (the file list per node: `make render`, docs/configuration.md file map).
         self.register_outputs({"name": self.name, "address": self.address, **facts})

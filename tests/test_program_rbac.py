@@ -1,5 +1,5 @@
 """The program's own RBAC (k8s_workers/render/program_rbac.py): what the repository ships is what the
-module renders, valid for every supported Kubernetes release, and no wider than the README says.
+module renders, valid for every supported Kubernetes release, and no wider than docs/security.md says.
 The lab runs the engine suite under these identities (tests/engine/test_engine_lab.py)."""
 
 from __future__ import annotations
@@ -67,10 +67,12 @@ def test_subjects_are_a_group_or_a_user():
         program_rbac("ci-deployer")
 
 
-def test_the_readme_table_is_the_rules():
-    readme = (ROOT / "README.md").read_text()
-    missing = [line for line in rbac_table() if line not in readme]
-    assert not missing, "README's RBAC table differs from k8s_workers/render/program_rbac.py: " + "\n".join(missing)
+def test_the_documented_table_is_the_rules():
+    page = (ROOT / "docs" / "security.md").read_text()
+    missing = [line for line in rbac_table() if line not in page]
+    assert not missing, "docs/security.md's RBAC table differs from k8s_workers/render/program_rbac.py: " + "\n".join(
+        missing
+    )
 
 
 def test_a_stack_with_program_rbac_declares_exactly_the_shipped_objects(test_ca, ssh_key):

@@ -110,13 +110,13 @@ def test_a_fleet_up_is_asked_for_from_main_and_runs_the_fleet_command_with_the_p
     assert "PULUMI_SKIP_CHECKPOINTS" not in (WORKFLOWS / "fleet-up.yml").read_text()
 
 
-def test_secrets_are_the_ones_the_readme_names_and_never_reach_a_command_line():
-    readme = (ROOT / "README.md").read_text()
+def test_secrets_are_the_ones_the_docs_name_and_never_reach_a_command_line():
+    page = (ROOT / "docs" / "pull-requests.md").read_text()
     texts = [p.read_text() for p in (ROOT / ".github").rglob("*.yml")]
     used = {s for t in texts for s in re.findall(r"secrets\.([A-Z_]+)", t)}
     assert used == STACK_SECRETS | BACKEND_SECRETS
     for name in used:
-        assert f"`{name}`" in readme, name
+        assert f"`{name}`" in page, name
     for text in texts:
         for line in text.splitlines():
             if "run:" in line or line.strip().startswith(("pulumi ", "printf", "echo")):

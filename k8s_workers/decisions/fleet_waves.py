@@ -1,6 +1,6 @@
 """Which stacks of a fleet run together, and in which order (pure).
 
-`fleet.yaml` at the project's root lists the fleet (README: Fleets):
+`fleet.yaml` at the project's root lists the fleet (docs/fleets.md):
 
     cluster: prod-cluster        # the stack with role cluster
     waves:                       # pool stacks, wave by wave: a canary first, then the rest

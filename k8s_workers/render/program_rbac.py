@@ -1,6 +1,6 @@
 """The RBAC this program needs in the cluster, and no more (pure): one identity for `pulumi up`, a
 read-only one for previews in pull requests. `rbac/program-rbac.yaml` is this, rendered
-(`python -m components rbac`); the README's table says why each rule is there.
+(`python -m components rbac`); the table in docs/security.md says why each rule is there.
 
 Limits of RBAC itself, said here once:
 - Secrets: `create` and `list` cannot be narrowed to names, so the `up` identity reads every Secret
@@ -28,7 +28,7 @@ BOUND_ROLES = (
     "system:node-proxier",
 )
 
-# (apiGroup, resources, verbs, resourceNames, why): the why is the README's table.
+# (apiGroup, resources, verbs, resourceNames, why): the why is docs/security.md's table.
 Rule = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str]
 
 DEPLOYER_RULES: tuple[Rule, ...] = (
@@ -121,7 +121,7 @@ def program_rbac(deployer: str = f"group:{DEPLOYER}", previewer: str = f"group:{
 
 
 def rbac_table() -> list[str]:
-    """The README's table: each rule and why."""
+    """docs/security.md's table: each rule and why."""
     lines = ["| identity | API group | resources | verbs | only | why |", "|---|---|---|---|---|---|"]
     for who, rules in (
         ("up", DEPLOYER_RULES),

@@ -180,7 +180,7 @@ def plan_node(cluster: Cluster, node: Node, secrets: NodeSecrets, peers: tuple[N
         readiness_timeout=cluster.readiness_timeout_seconds,
     )
     # The removal script lands with the install (first of its files), so what the engine keeps per
-    # node is a short command that runs it, not the script (README: Measured). It removes what
+    # node is a short command that runs it, not the script (docs/performance.md). It removes what
     # this plan placed and, through the host's manifest, what earlier ones did.
     template = "scripts/remove.sh.j2"
     removal = HostFile(PATHS.removal_script, "0700", template, render(template, plan=plan, paths=PATHS), None)

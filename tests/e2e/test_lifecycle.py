@@ -118,7 +118,7 @@ def test_a_kubelet_change_rolls_out_one_node_at_a_time_with_the_workload_answeri
     assert watch.cordoned_seen == {j.host.name for j in jobs}  # ...and each one was
     assert watch.probes > 10 and watch.failures == [], (watch.failures, report.steps)
     # The new capacity arrives with the restarted kubelet's first status report, which can follow
-    # the gate's Ready (the old kubelet's last report, same version): a known limit (README).
+    # the gate's Ready (the old kubelet's last report, same version): a known limit (docs/how-it-works.md).
     names = [j.host.name for j in jobs]
     wait_for("the new capacity on every node",
              lambda: all(cluster.nodes()[n]["status"]["capacity"]["pods"] == "77" for n in names), timeout=60)  # fmt: skip

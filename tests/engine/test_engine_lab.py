@@ -119,7 +119,7 @@ def _all_ready_and_schedulable(names: list[str]) -> None:
 
 
 def _capacity(pods: int, names: list[str]) -> None:
-    # The new capacity comes with the restarted kubelet's first status report (a known limit: README).
+    # The new capacity comes with the restarted kubelet's first status report (a known limit: docs/how-it-works.md).
     wait_for(
         f"capacity {pods} pods on {names}",
         lambda: all(cluster.nodes()[n]["status"]["capacity"]["pods"] == str(pods) for n in names),
@@ -354,10 +354,10 @@ def test_a_preview_of_a_kubelet_change_shows_each_nodes_kubelet_restart_and_batc
         shown = preview.output.split(f"::{name}-membership]", 1)[1].split("command:remote:Command", 1)[0]
         assert re.search(r"^\s+~ kubelet\s*: ", shown, re.M), shown  # what restarts
         assert not re.search(r"^\s+~ (containerd|kube-proxy|batch|drain|node)\b", shown, re.M), shown
-    # What a reviewer reads per node: the three resources' blocks (README: Pull requests).
+    # What a reviewer reads per node: the three resources' blocks (docs/pull-requests.md).
     lines = {name: len(_node_blocks(preview.output, name)) for name in fleet.names}
     assert all(n <= LINES_PER_NODE for n in lines.values()), (lines, preview.output)
-    # The pull request comment's summary, from this preview's own events (README: Pull requests).
+    # The pull request comment's summary, from this preview's own events (docs/pull-requests.md).
     summary = summarize(steps_from("\n".join(json.dumps(e) for e in preview.events))).lines("lab")
     assert summary[0] == "**lab**: 3 nodes restart a service.", summary
     assert "| kubelet restart | 3: lab-1, lab-2, lab-3 | 3 batches of 1 (batch 1–3) | yes |" in summary, summary
