@@ -25,7 +25,13 @@ def check_cluster(config: StackConfig, owner: str) -> dict[str, str | None] | No
         claimed = claimed_nodes(api, tokens_optional=True) if names else {}
     except Exception as exc:  # no cluster: the first `up` fails on the bindings anyway
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        pulumi.log.warn(f"cluster.kubernetesVersion: not checked against the cluster (not reachable: {reason})")
+        pulumi.log.warn(
+            f"the cluster was not reachable ({reason}): this plan is made without it. Not checked: "
+            "cluster.kubernetesVersion against the apiserver and the running kubelets, which nodes already "
+            "joined, and nodes another stack owns; each node is planned to wait for its batch. `pulumi up` "
+            "needs the cluster: point the kubernetes provider at it (`pulumi config set kubernetes:kubeconfig "
+            "<path>`, or KUBECONFIG)"
+        )
         return None
     rollout = config.cluster.rollout
     running = {name: node.kubelet_version for name, node in found.items()}

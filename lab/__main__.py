@@ -1,4 +1,4 @@
-"""`python -m lab build | up --nodes N [--bare N] | status | down`."""
+"""`python -m lab build | up --nodes N [--bare N] | status | down | demo | demo-down`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from lab import build, control_plane, images, mirror, network, rootfs, stack
+from lab import build, control_plane, demo, images, mirror, network, rootfs, stack
 from lab import hosts as lab_hosts
 from lab.hosts import LabHost
 from lab.install import forget_tokens
@@ -130,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["build"]:
         return build.main(argv[1:])
+    if argv[:1] == ["conformance"]:
+        from lab import conformance
+
+        return conformance.main(argv[1:])
+    if argv[:1] in (["demo"], ["demo-down"]):  # make demo / make demo-down
+        return demo.main(["down"] if argv[0] == "demo-down" else [])
     parser = argparse.ArgumentParser(prog="python -m lab")
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("up", help="start (or repair) the control plane, the hosts and the artifact mirror")
@@ -137,8 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--bare", type=int, default=0, help="extra hosts with sshd but no systemd")
     commands.add_parser("build", help="build the real binaries from Go modules (cached)")
     commands.add_parser("status", help="what is running")
+    commands.add_parser("demo", help="3 nodes joined by `pulumi up`, shown working, and what to try next")
+    commands.add_parser("demo-down", help="`pulumi destroy` of the demo stack, then `down`")
+    commands.add_parser("conformance", help="Kubernetes' conformance suite on 3 nodes the program installed")
     commands.add_parser("down", help="power the hosts off, stop the control plane, remove what the lab made")
     args = parser.parse_args(argv)
+    if args.command in ("up", "down") and os.geteuid() != 0:
+        print(
+            f"lab {args.command}: the lab needs root (it boots hosts with systemd-nspawn in network namespaces); "
+            f"run it as root, e.g. `sudo venv/bin/python -m lab {args.command}`",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "up":
         if not 1 <= args.nodes + args.bare <= 50:
             parser.error("between 1 and 50 hosts")

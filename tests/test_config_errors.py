@@ -248,3 +248,33 @@ def test_kubelet_schemas_come_from_the_go_types_of_each_supported_minor():
         assert fields["maxPods"] == {"type": "integer"}
         assert fields["authentication"]["properties"]["anonymous"]["properties"]["enabled"] == {"type": "boolean"}
         assert fields["evictionHard"] == {"type": "map", "values": {"type": "string"}}
+
+
+def test_the_dev_stacks_example_ca_and_host_keys_are_named_with_how_to_get_ones_own(test_ca, ssh_key):
+    """What a newcomer who copied Pulumi.dev.yaml meets first: each example value by its key path,
+    with the command that gives the real one."""
+    from pathlib import Path
+
+    import yaml
+
+    from k8s_workers.config.examples import is_example_ca, is_example_host_key
+
+    dev = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.dev.yaml").read_text())["config"]
+    example_ca = dev["k8s-workers:cluster"]["caCert"]
+    example_keys = [n["ssh"]["hostKey"] for n in dev["k8s-workers:nodes"]]
+    assert is_example_ca(example_ca) and all(
+        is_example_host_key(k) for k in example_keys
+    )  # the constants follow the file
+    raw = base_config(test_ca, ssh_key)
+    assert not load_config(raw).warnings  # a stack of its own: nothing said
+    raw["cluster"]["caCert"] = example_ca
+    del raw["caKey"]  # no CA key: the cluster issues kube-proxy's certificate
+    raw["nodes"][1]["ssh"]["hostKey"] = example_keys[0]
+    warnings = load_config(raw).warnings
+    assert any(
+        w.startswith("cluster.caCert: the dev stack's example CA") and "kubectl config view" in w for w in warnings
+    )
+    assert any(
+        w.startswith("nodes[1].ssh.hostKey: the dev stack's example key") and "ssh-keyscan" in w for w in warnings
+    )
+    assert not any(w.startswith("nodes[0].ssh.hostKey") for w in warnings)

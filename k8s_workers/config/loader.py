@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
+from k8s_workers.config.examples import is_example_ca, is_example_host_key
 from k8s_workers.config.fleet import FLEET_KEYS, from_cluster_stack, read_fleet
 from k8s_workers.config.inventory import read_inventory, relabel
 from k8s_workers.config.kubelet_schema import check_overrides
@@ -268,6 +269,18 @@ def _kubelet_issues(
 
 def _warnings(cluster: Cluster, nodes: list[tuple[int, Node]]) -> tuple[str, ...]:
     found = []
+    if cluster.ca_cert is not None and is_example_ca(cluster.ca_cert):
+        found.append(
+            "cluster.caCert: the dev stack's example CA; no apiserver presents it, so `up` cannot reach the "
+            "cluster. Put your cluster's CA here: `kubectl config view --raw --minify -o "
+            "jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d`"
+        )
+    for index, node in nodes:
+        if is_example_host_key(node.ssh.host_key):
+            found.append(
+                f"nodes[{index}].ssh.hostKey: the dev stack's example key; the install will refuse the real "
+                f"host (its key differs). Pin the host's own: `ssh-keyscan -t ed25519 {node.ssh_host}`"
+            )
     if cluster.kube_proxy.mode == "ipvs" and cluster.minor >= IPVS_DEPRECATED_MINOR:
         found.append(
             f"cluster.kubeProxy.mode: ipvs is deprecated since Kubernetes 1.{IPVS_DEPRECATED_MINOR}; "
@@ -411,8 +424,9 @@ def _node_issues(cluster: Cluster | None, nodes: list[tuple[int, Node]]) -> list
                 ConfigIssue(
                     f"nodes[{index}].ssh.hostKey",
                     f"is required: without it whoever answers on {node.ssh_host}:{node.ssh.port} receives the "
-                    "node's bootstrap token and kube-proxy key (ssh-keyscan it, or set "
-                    "ssh.insecureIgnoreHostKey: true to accept that risk)",
+                    f"node's bootstrap token and kube-proxy key. Pin it: `ssh-keyscan -t ed25519 -p "
+                    f"{node.ssh.port} {node.ssh_host}` (the key after the address), or set "
+                    "ssh.insecureIgnoreHostKey: true to accept that risk",
                 )
             )
     if cluster is None:
