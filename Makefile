@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test lint render bench lab-build
+.PHONY: venv test lint render bench lab-build demo demo-down
 
 $(PY): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,11 @@ bench: $(PY)
 
 lab-build: $(PY)
 	$(PY) -m lab build
+
+# As root: the lab (control plane + 3 hosts), `pulumi up` of its stack, the nodes and a pod's logs
+# from each, then what to try next (docs/lab.md). Re-running it is fast: nothing changes.
+demo: $(PY)
+	$(PY) -m lab demo
+
+demo-down: $(PY)
+	$(PY) -m lab demo-down

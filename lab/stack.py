@@ -107,5 +107,17 @@ def stack_document(raw: dict[str, Any], kubeconfig: Path = ADMIN_KUBECONFIG) -> 
 
 
 def write_stack_file(raw: dict[str, Any]) -> Path:
-    STACK_FILE.write_text(stack_document(raw))
+    """The lab stack file, keeping the salt of its secrets when a stack was made with it."""
+    salt = read_stack_file().get("encryptionsalt") if STACK_FILE.exists() else None
+    STACK_FILE.write_text(stack_document(raw) + (f"encryptionsalt: {salt}\n" if salt else ""))
     return STACK_FILE
+
+
+def read_stack_file() -> dict[str, Any]:
+    return yaml.safe_load(STACK_FILE.read_text()) or {}
+
+
+def raw_from_stack_file() -> dict[str, Any]:
+    """The raw config (as load_config takes it) that `lab up` last wrote."""
+    config = read_stack_file().get("config", {})
+    return {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("k8s-workers:")}
