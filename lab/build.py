@@ -29,6 +29,7 @@ from lab import pins
 from lab.paths import BUILD
 
 RECIPE_VERSION = 1  # bump when the way binaries are built changes
+_ADDED_LATER = ("data", "test")  # GoBuild fields that enter the cache key only when not at their default
 
 
 class BuildError(RuntimeError):
@@ -46,10 +47,11 @@ class GoBuild:
     ldflags: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
     data: tuple[str, ...] = ()  # folders of the module copied beside bin/ (kube-bench's benchmarks)
+    test: bool = False  # `go test -c`: the packages' test binaries (e2e.test) instead of their commands
 
     def key(self, go_version: str) -> str:
-        # A field left at its default does not count, so adding one keeps every earlier build's cache.
-        shaping = {k: v for k, v in asdict(self).items() if k != "data" or v}
+        # A field added later counts only when set, so adding one keeps every earlier build's cache.
+        shaping = {k: v for k, v in asdict(self).items() if k not in _ADDED_LATER or v}
         spec = json.dumps({**shaping, "go": go_version, "recipe": RECIPE_VERSION}, sort_keys=True)
         return f"{self.name}-{self.version}-{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
 
@@ -144,6 +146,42 @@ def builds(kubernetes_versions: tuple[str, ...] = (pins.KUBERNETES,)) -> list[Go
     return plan
 
 
+def conformance_builds() -> list[GoBuild]:
+    """Kubernetes' conformance suite and the image most of its tests run: built only on request
+    (`lab build --conformance`, `lab conformance`), not by every `lab build`: e2e.test alone is 216 MB."""
+    return [
+        GoBuild(
+            name="e2e-test",
+            module="k8s.io/kubernetes",
+            version=pins.KUBERNETES,
+            binaries={"e2e.test": "k8s.io/kubernetes/test/e2e"},
+            ldflags=kubernetes_ldflags(pins.KUBERNETES),  # the suite logs and compares its own version
+            test=True,
+        ),
+        GoBuild(
+            name="agnhost",
+            module="k8s.io/kubernetes",
+            version=pins.KUBERNETES,
+            binaries={"agnhost": "k8s.io/kubernetes/test/images/agnhost"},
+            ldflags=("-s", "-w"),  # CGO off (the default): static, runs in an image with no libc
+        ),
+        GoBuild(
+            name="ginkgo",  # the CLI: runs e2e.test's specs on several processes, [Serial] ones alone at the end
+            module="github.com/onsi/ginkgo/v2",
+            version=pins.GINKGO,
+            binaries={"ginkgo": "github.com/onsi/ginkgo/v2/ginkgo"},
+            ldflags=("-s", "-w"),
+        ),
+        GoBuild(
+            name="coredns",  # the cluster DNS add-on a real cluster runs (kubeadm's): Services are reached by name
+            module="github.com/coredns/coredns",
+            version=pins.COREDNS,
+            binaries={"coredns": "github.com/coredns/coredns"},
+            ldflags=("-s", "-w"),
+        ),
+    ]
+
+
 def _go(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, step: str) -> str:
     try:
         result = subprocess.run(
@@ -232,7 +270,8 @@ def build_one(build: GoBuild, go: str) -> Path:
         for path in [work / folder, *(work / folder).rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
     env = {"CGO_ENABLED": "1" if build.cgo else "0", "GOFLAGS": "-mod=mod -buildvcs=false -trimpath", **build.extra_env}
-    args = ["build", "-o", str(work / "bin") + "/"]
+    args = ["test", "-c"] if build.test else ["build"]
+    args += ["-o", str(work / "bin") + "/"]
     if build.tags:
         args += ["-tags", ",".join(build.tags)]
     if build.ldflags:
@@ -240,7 +279,7 @@ def build_one(build: GoBuild, go: str) -> Path:
     if build.binaries:  # one `go build` for several packages shares their compiled dependencies
         _go(*args, *build.binaries.values(), cwd=work, env=env, step=f"{build.name} {build.version}: go build")
     for output, package in build.binaries.items():
-        built = work / "bin" / _go_output_name(package)
+        built = work / "bin" / (_go_output_name(package) + (".test" if build.test else ""))
         if built.name != output:
             built.rename(work / "bin" / output)
         if not (work / "bin" / output).is_file():
@@ -251,10 +290,12 @@ def build_one(build: GoBuild, go: str) -> Path:
     return target
 
 
-def build_all(kubernetes_versions: tuple[str, ...] = (pins.KUBERNETES,)) -> dict[str, Path]:
-    """Build (or find in the cache) every lab binary; name -> directory of binaries."""
+def build_all(
+    kubernetes_versions: tuple[str, ...] = (pins.KUBERNETES,), plan: list[GoBuild] | None = None
+) -> dict[str, Path]:
+    """Build (or find in the cache) every lab binary, or those of `plan`; name -> directory of binaries."""
     go = go_version()
-    plan = builds(kubernetes_versions)
+    plan = builds(kubernetes_versions) if plan is None else plan
     found: dict[str, Path] = {}
     started = time.monotonic()
     for number, build in enumerate(plan, 1):
@@ -277,12 +318,13 @@ def build_all(kubernetes_versions: tuple[str, ...] = (pins.KUBERNETES,)) -> dict
 def binary(name: str, version: str | None = None) -> Path:
     """Path of one built binary; `version` picks the Kubernetes version of a Kubernetes binary."""
     wanted = version or pins.KUBERNETES
-    for candidate in builds((wanted,)):
+    for candidate in [*builds((wanted,)), *conformance_builds()]:
         versioned = candidate.module == "k8s.io/kubernetes"
         if name in candidate.binaries and (not versioned or candidate.version == wanted):
             path = BUILD / candidate.key(go_version()) / "bin" / name
             if not path.exists():
-                raise BuildError(f"{name} {candidate.version} is not built yet: run `python -m lab build`")
+                how = "python -m lab build" + (" --conformance" if candidate in conformance_builds() else "")
+                raise BuildError(f"{name} {candidate.version} is not built yet: run `{how}`")
             return path
     raise KeyError(name)
 
@@ -294,9 +336,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--kubernetes", action="append", default=[], help=f"extra node version(s), e.g. {pins.KUBERNETES_EXTRA[0]}"
     )
+    parser.add_argument(
+        "--conformance", action="store_true", help="also e2e.test and agnhost (the conformance suite, ~4 min, 216 MB)"
+    )
     args = parser.parse_args(argv)
     try:
         build_all((pins.KUBERNETES, *args.kubernetes))
+        if args.conformance:
+            build_all(plan=conformance_builds())
     except BuildError as error:
         print(f"lab build: {error}", file=sys.stderr)
         return 1

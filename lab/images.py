@@ -30,25 +30,56 @@ class Image:
     archive: Path
 
 
-def _tar(members: dict[str, tuple[bytes, int]]) -> bytes:
+@dataclass(frozen=True)
+class Member:
+    """One entry of an image layer: a file (data), a symlink (link) or a directory (directory)."""
+
+    data: bytes = b""
+    mode: int = 0o644
+    link: str | None = None
+    directory: bool = False
+
+
+def _tar(members: dict[str, tuple[bytes, int]] | dict[str, Member]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, (data, mode) in sorted(members.items()):
+        for name, entry in sorted(members.items()):
+            member = entry if isinstance(entry, Member) else Member(data=entry[0], mode=entry[1])
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), mode, 0
-            tar.addfile(info, io.BytesIO(data))
+            info.mode, info.mtime = member.mode, 0
+            if member.link is not None:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, member.link, 0o777
+            elif member.directory:
+                info.type = tarfile.DIRTYPE
+            else:
+                info.size = len(member.data)
+            tar.addfile(info, io.BytesIO(member.data) if info.isfile() else None)
     return buffer.getvalue()
 
 
 def oci_archive(reference: str, binary: bytes, entrypoint: list[str]) -> bytes:
     """An OCI image layout (one layer holding the binary) as a tar, named `reference`."""
-    layer = _tar({entrypoint[0].lstrip("/"): (binary, 0o755)})
+    return oci_image(reference, _tar({entrypoint[0].lstrip("/"): (binary, 0o755)}), entrypoint)
+
+
+def oci_image(
+    reference: str,
+    layer: bytes,
+    entrypoint: list[str] | None,
+    cmd: list[str] | None = None,
+    env: list[str] | None = None,
+) -> bytes:
+    """An OCI image layout of one layer (an uncompressed tar) as a tar, named `reference`. No
+    entrypoint (busybox's way) makes a pod's `args` alone the command."""
     layer_digest = hashlib.sha256(layer).hexdigest()
+    settings: dict[str, object] = {"WorkingDir": "/"}
+    # each only when given: the lab's own images keep their digests
+    settings |= {k: v for k, v in (("Entrypoint", entrypoint), ("Cmd", cmd), ("Env", env)) if v is not None}
     config = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
-            "config": {"Entrypoint": entrypoint, "WorkingDir": "/"},
+            "config": settings,
             "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer_digest}"]},
         },
         sort_keys=True,

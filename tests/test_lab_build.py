@@ -121,3 +121,22 @@ def test_pins_have_one_place():
         for version in ("v1.37.2", "v3.7.0", "v2.1.5", "v1.3.4", "v1.7.1"):
             assert version not in text, (source.name, version)
     assert os.path.exists(Path(build.__file__).parent / "pins.py")
+
+
+def test_fields_added_later_leave_earlier_cache_keys_alone():
+    """`data` and `test` count only when set: every build made before they existed keeps its cache."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    before = {k: v for k, v in asdict(SMALL).items() if k not in ("data", "test")}
+    spec = json.dumps({**before, "go": "go1.26.0", "recipe": build.RECIPE_VERSION}, sort_keys=True)
+    assert SMALL.key("go1.26.0") == f"uuid-test-v1.6.0-{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
+    assert GoBuild(**{**asdict(SMALL), "test": True}).key("go1.26.0") != SMALL.key("go1.26.0")
+
+
+def test_the_conformance_suite_is_built_only_on_request():
+    every_lab_build = {b.name for b in build.builds()}
+    assert {"e2e-test", "agnhost", "ginkgo", "coredns"}.isdisjoint(every_lab_build)
+    suite = next(b for b in build.conformance_builds() if b.name == "e2e-test")
+    assert suite.test and suite.binaries == {"e2e.test": "k8s.io/kubernetes/test/e2e"}
