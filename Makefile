@@ -36,3 +36,9 @@ demo: $(PY)
 
 demo-down: $(PY)
 	$(PY) -m lab demo-down
+
+# As root: Kubernetes' conformance suite (e2e.test, [Conformance]) on the 3 lab nodes `pulumi up`
+# installed, minus the documented skips (lab/conformance.py); SMOKE=1 runs the CI subset.
+.PHONY: conformance
+conformance: $(PY)
+	$(PY) -m lab conformance $(if $(SMOKE),--smoke)
