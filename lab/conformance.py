@@ -21,7 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import build, cluster, cluster_dns, images, pins
+from lab import build, cluster, cluster_dns, images, network, pins, stack
+from lab.hosts import LabHost
 from lab.paths import ADMIN_KUBECONFIG, CACHE
 
 REPORTS = CACHE / "conformance"  # one folder per run: JUnit XML, the full log
@@ -207,13 +208,25 @@ def _progress(lines: Iterable[str], log: Path, started: float) -> None:
         print(f"conformance [{minutes:5.1f} min; {counts}] {outcome.upper():7} {name}", flush=True)
 
 
-def install_images(hosts: Iterable[object]) -> None:
+def install_images(hosts: Iterable[LabHost]) -> None:
     """The suite's images and the lab's own, imported into each node's containerd."""
     from lab import conformance_images
 
     wanted = images.build() + conformance_images.build_images()
     for host in hosts:
-        images.load(host, wanted)  # type: ignore[arg-type]
+        images.load(host, wanted)
+
+
+def route_pod_networks(hosts: Iterable[LabHost]) -> None:
+    """This machine (where the lab's API server runs) reaches each node's pod network through that
+    node, as a control-plane node running the cluster's network would: the API server's proxy to
+    pods and services (the Proxy tests) connects to pod IPs. Lab only: the routes go with the bridge."""
+    nodes = {n["name"]: n["podCidr"] for n in stack.raw_from_stack_file().get("nodes", [])}
+    for host in hosts:
+        if host.name in nodes:
+            subprocess.run(
+                ["ip", "route", "replace", nodes[host.name], "via", host.address, "dev", network.BRIDGE], check=True
+            )
 
 
 def provisioned_nodes() -> list[str]:
@@ -264,6 +277,7 @@ def main(argv: list[str]) -> int:
         print(f"conformance: needs the lab's 3 nodes Ready at {pins.KUBERNETES}, found {ready}", file=sys.stderr)
         return 2
     install_images(hosts)
+    route_pod_networks(hosts)
     cluster_dns.ensure()  # what a real cluster runs: Services and DNS tests reach names through it
     focus = args.focus or (SMOKE_FOCUS if args.smoke else CONFORMANCE_FOCUS)
     skip = skip_regex(SKIPS) + (f"|{SMOKE_EXCLUDE}" if args.smoke else "")

@@ -9,8 +9,11 @@ The names are those of test/utils/image/manifest.go of k8s.io/kubernetes at lab.
   The shell commands conformance tests exec that busybox lacks or does differently, `curl` and
   netcat (`nc -v -t -w 2`, `nc -u`), are Debian's (`apt-get download`) with their shared libraries
   and loader (found by `ldd`, the rest from this machine's own Debian packages).
-- busybox 1.37.0-2: Debian's static busybox (the `busybox-static` package, `apt-get download`),
-  one link per applet in /bin, `sh` as its command like the upstream image.
+- busybox 1.37.0-2: Debian's busybox (the `busybox` package, `apt-get download`, with glibc), one
+  link per applet in /bin, `sh` as its command like the upstream image. Not `busybox-static`: its
+  `sh` runs its own applets before anything on PATH (`nc` would never be netcat).
+- glibc-dns-testing 2.1.1 (upstream: debian:bookworm-slim with dnsutils and coredns): the DNS
+  tests' glibc querier, here busybox with the same Debian bookworm dig and getent on glibc, and coredns.
 - coredns (kubeadm's version): the cluster DNS add-on (lab.cluster_dns) the Services and DNS tests
   reach names through; a lab fixture like the control plane, not something the program installs.
 - pause 3.10.2: the lab's own pause binary under the tag the suite's pods ask for (the program's
@@ -32,7 +35,7 @@ from lab import build, pins
 from lab.images import Image, Member, _build_pause, _tar, oci_image
 from lab.paths import IMAGES
 
-RECIPE_VERSION = 2  # bump when what goes into an image changes
+RECIPE_VERSION = 3  # bump when what goes into an image changes
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\n"
@@ -51,28 +54,8 @@ class ImageError(RuntimeError):
     """An image could not be made: the message says what to do."""
 
 
-def busybox_static() -> Path:
-    """Debian's static busybox, fetched once with `apt-get download` and kept in the image cache."""
-    target = IMAGES / "busybox-static" / "busybox"
-    if target.exists():
-        return target
-    with tempfile.TemporaryDirectory() as scratch:
-        fetched = subprocess.run(
-            ["apt-get", "download", "busybox-static"], cwd=scratch, capture_output=True, text=True, check=False
-        )
-        debs = list(Path(scratch).glob("busybox-static_*.deb"))
-        if fetched.returncode != 0 or not debs:
-            raise ImageError(
-                f"apt-get download busybox-static failed (run `apt-get update` first): {fetched.stderr.strip()[-300:]}"
-            )
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), f"{scratch}/x"], check=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f"{scratch}/x/bin/busybox", target.with_suffix(".partial"))
-        target.with_suffix(".partial").rename(target)
-    return target
-
-
 DEBIAN_PACKAGES = (
+    "busybox",  # not busybox-static: its `sh` runs applets before PATH, so `nc` would never be netcat's
     *("curl", "libcurl4", "netcat-openbsd", "libbsd0", "libmd0"),
     *("bind9-dnsutils", "bind9-libs", "libjemalloc2", "libmaxminddb0", "libfstrm0", "libprotobuf-c1", "liblmdb0"),
 )
@@ -124,10 +107,10 @@ def _applets(busybox: Path) -> list[str]:
     return [a for a in listed if re.fullmatch(r"[\w.\[-]+", a) and a not in ("busybox", "linuxrc")]
 
 
-def _base(busybox: Path) -> dict[str, Member]:
-    """A minimal root: busybox and its applets in /bin, users and groups, the usual folders."""
-    members = {
-        "bin/busybox": Member(data=busybox.read_bytes(), mode=0o755),
+def _base(root: Path) -> dict[str, Member]:
+    """A minimal root: busybox (with its libraries) and its applets in /bin, users and groups, the usual folders."""
+    busybox = root / "bin/busybox"
+    members = _with_libraries(root, {"bin/busybox": "bin/busybox"}) | {
         "etc/passwd": Member(data=PASSWD.encode()),
         "etc/group": Member(data=GROUP.encode()),
         "etc/hostname": Member(data=b"localhost\n"),
@@ -162,18 +145,18 @@ def _archive(reference: str, inputs: list[bytes], make: Callable[[], bytes]) -> 
 
 def build_images() -> list[Image]:
     """agnhost, busybox and the suite's pause tag as OCI archives (cached by their inputs)."""
-    busybox = busybox_static()
-    busybox_bytes = busybox.read_bytes()
+    debian = _debian_root()
+    busybox_bytes = (debian / "bin/busybox").read_bytes()
     agnhost = build.binary("agnhost").read_bytes()
     porter = _kubernetes_source() / "test/images/agnhost/porter"
     cert, key = (porter / "localhost.crt").read_bytes(), (porter / "localhost.key").read_bytes()
-    tools = _with_libraries(_debian_root(), DEBIAN_PROGRAMS) | _with_libraries(Path("/"), MACHINE_PROGRAMS)
+    tools = _with_libraries(debian, DEBIAN_PROGRAMS) | _with_libraries(Path("/"), MACHINE_PROGRAMS)
     tools["etc/nsswitch.conf"] = Member(data=b"hosts: files dns\n")  # glibc's lookups, as alpine's musl does them
     tools_bytes = b"".join(m.data for _, m in sorted(tools.items()))
 
     def agnhost_image() -> bytes:
         members = (
-            _base(busybox)
+            _base(debian)
             | tools
             | {
                 "agnhost": Member(data=agnhost, mode=0o755),
@@ -186,7 +169,7 @@ def build_images() -> list[Image]:
         return oci_image(pins.AGNHOST_IMAGE, _tar(members), ["/agnhost"], cmd=["pause"], env=[PATH_ENV])
 
     def busybox_image() -> bytes:
-        return oci_image(pins.BUSYBOX_IMAGE, _tar(_base(busybox)), None, cmd=["sh"], env=[PATH_ENV])
+        return oci_image(pins.BUSYBOX_IMAGE, _tar(_base(debian)), None, cmd=["sh"], env=[PATH_ENV])
 
     with tempfile.TemporaryDirectory() as scratch:
         pause = Path(scratch) / "pause"
@@ -198,6 +181,10 @@ def build_images() -> list[Image]:
     def coredns_image() -> bytes:
         return oci_image(pins.COREDNS_IMAGE, _tar({"coredns": (coredns, 0o755)}), ["/coredns"])
 
+    def glibc_dns_image() -> bytes:
+        members = _base(debian) | tools | {"coredns": Member(data=coredns, mode=0o755)}
+        return oci_image(pins.GLIBC_DNS_IMAGE, _tar(members), None, cmd=["sh"], env=[PATH_ENV])
+
     def pause_image() -> bytes:
         return oci_image(pins.SUITE_PAUSE_IMAGE, _tar({"pause": (pause_bytes, 0o755)}), ["/pause"])
 
@@ -206,4 +193,5 @@ def build_images() -> list[Image]:
         _archive(pins.BUSYBOX_IMAGE, [busybox_bytes], busybox_image),
         _archive(pins.SUITE_PAUSE_IMAGE, [pause_bytes], pause_image),
         _archive(pins.COREDNS_IMAGE, [coredns], coredns_image),
+        _archive(pins.GLIBC_DNS_IMAGE, [busybox_bytes, tools_bytes, coredns], glibc_dns_image),
     ]

@@ -163,13 +163,23 @@ def build() -> list[Image]:
     return made
 
 
+def archive_digest(archive: Path) -> str:
+    """The digest of the manifest an archive names (what containerd records as the image's target)."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("index.json")
+        assert member is not None
+        return json.load(member)["manifests"][0]["digest"]
+
+
 def load(host: LabHost, images: list[Image], ctr: str = "/usr/local/bin/ctr") -> None:
-    """Import the images into containerd's k8s.io namespace on the host (what a pull would do)."""
-    present = subprocess.run(
-        ssh_command(host, f"{ctr} -n k8s.io images ls -q"), capture_output=True, text=True, check=True, timeout=60
-    ).stdout.split()
+    """Import the images into containerd's k8s.io namespace on the host (what a pull would do);
+    an image already there under the same name and digest is left alone, a changed one replaced."""
+    listed = subprocess.run(
+        ssh_command(host, f"{ctr} -n k8s.io images ls"), capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()[1:]
+    present = {fields[0]: fields[2] for fields in (line.split() for line in listed) if len(fields) > 2}
     for image in images:
-        if image.name in present:
+        if present.get(image.name) == archive_digest(image.archive):
             continue
         subprocess.run(
             ssh_command(host, f"{ctr} -n k8s.io images import --platform linux/amd64 -"),
