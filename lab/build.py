@@ -166,6 +166,13 @@ def conformance_builds() -> list[GoBuild]:
             ldflags=("-s", "-w"),  # CGO off (the default): static, runs in an image with no libc
         ),
         GoBuild(
+            name="nonewprivs",  # `nnp`, setuid in its image: the AllowPrivilegeEscalation tests
+            module="k8s.io/kubernetes",
+            version=pins.KUBERNETES,
+            binaries={"nnp": "k8s.io/kubernetes/test/images/nonewprivs"},
+            ldflags=("-s", "-w"),
+        ),
+        GoBuild(
             name="ginkgo",  # the CLI: runs e2e.test's specs on several processes, [Serial] ones alone at the end
             module="github.com/onsi/ginkgo/v2",
             version=pins.GINKGO,

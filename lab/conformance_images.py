@@ -14,6 +14,7 @@ The names are those of test/utils/image/manifest.go of k8s.io/kubernetes at lab.
   `sh` runs its own applets before anything on PATH (`nc` would never be netcat).
 - glibc-dns-testing 2.1.1 (upstream: debian:bookworm-slim with dnsutils and coredns): the DNS
   tests' glibc querier, here busybox with the same Debian bookworm dig and getent on glibc, and coredns.
+- nonewprivs 1.4: its `nnp` (built from the same module), setuid root, in /usr/local/bin, over busybox.
 - coredns (kubeadm's version): the cluster DNS add-on (lab.cluster_dns) the Services and DNS tests
   reach names through; a lab fixture like the control plane, not something the program installs.
 - pause 3.10.2: the lab's own pause binary under the tag the suite's pods ask for (the program's
@@ -185,6 +186,12 @@ def build_images() -> list[Image]:
         members = _base(debian) | tools | {"coredns": Member(data=coredns, mode=0o755)}
         return oci_image(pins.GLIBC_DNS_IMAGE, _tar(members), None, cmd=["sh"], env=[PATH_ENV])
 
+    nnp = build.binary("nnp").read_bytes()
+
+    def nonewprivs_image() -> bytes:
+        members = _base(debian) | {"usr/local/bin/nnp": Member(data=nnp, mode=0o4755)}  # setuid, owned by root
+        return oci_image(pins.NONEWPRIVS_IMAGE, _tar(members), None, cmd=["nnp"], env=[PATH_ENV])
+
     def pause_image() -> bytes:
         return oci_image(pins.SUITE_PAUSE_IMAGE, _tar({"pause": (pause_bytes, 0o755)}), ["/pause"])
 
@@ -194,4 +201,5 @@ def build_images() -> list[Image]:
         _archive(pins.SUITE_PAUSE_IMAGE, [pause_bytes], pause_image),
         _archive(pins.COREDNS_IMAGE, [coredns], coredns_image),
         _archive(pins.GLIBC_DNS_IMAGE, [busybox_bytes, tools_bytes, coredns], glibc_dns_image),
+        _archive(pins.NONEWPRIVS_IMAGE, [busybox_bytes, nnp], nonewprivs_image),
     ]

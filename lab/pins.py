@@ -21,6 +21,7 @@ GINKGO = "v2.32.0"  # what k8s.io/kubernetes v1.37.2 requires: its CLI runs e2e.
 COREDNS = "v1.14.6"  # what kubeadm v1.37.2 deploys: the lab's cluster DNS for the conformance run
 AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"  # test/utils/image/manifest.go of v1.37.2
 BUSYBOX_IMAGE = "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"  # the same manifest
+NONEWPRIVS_IMAGE = "registry.k8s.io/e2e-test-images/nonewprivs:1.4"  # the same manifest
 GLIBC_DNS_IMAGE = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1"  # the DNS tests' glibc querier
 SUITE_PAUSE_IMAGE = "registry.k8s.io/pause:3.10.2"  # the pause image the suite's own pods ask for
 COREDNS_IMAGE = f"registry.k8s.io/coredns/coredns:{COREDNS}"  # kubeadm's name for it
