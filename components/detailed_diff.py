@@ -14,6 +14,8 @@ provider host over gRPC to catch that.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,10 +36,23 @@ def changed_paths(olds: Mapping[str, Any], news: Mapping[str, Any], keys: Iterab
         if isinstance(old, Mapping) and isinstance(new, Mapping):
             for sub in sorted(set(old) | set(new)):
                 if old.get(sub) != new.get(sub):
-                    paths[f"{key}.{sub}"] = _kind(sub in old, sub in new)
+                    paths[_path(key, sub)] = _kind(sub in old, sub in new)
         else:
-            paths[key] = _kind(old is not None, new is not None)
+            paths[_path(None, key)] = _kind(old is not None, new is not None)
     return paths
+
+
+def _path(key: str | None, sub: str) -> str:
+    """A property path the engine reads back: a key holding a dot (`kubelet.maxPods`) is quoted."""
+    if "." in sub or "[" in sub:
+        return f"{key or ''}[{json.dumps(sub)}]"
+    return f"{key}.{sub}" if key else sub
+
+
+def _top(path: str) -> str:
+    """The input a path is in: `services` of `services.kubelet`, `kubelet.maxPods` of `["kubelet.maxPods"]`."""
+    quoted = re.match(r'\["((?:[^"\\]|\\.)*)"\]', path)
+    return json.loads(f'"{quoted.group(1)}"') if quoted else re.split(r"[.\[]", path, maxsplit=1)[0]
 
 
 def _kind(before: bool, after: bool) -> str:
@@ -71,7 +86,7 @@ class _DiffResponse:
                 path: proto.PropertyDiff(kind=kinds.get(kind, proto.PropertyDiff.UPDATE), inputDiff=kind != "repair")
                 for path, kind in paths.items()
             }
-            fields["diffs"] = sorted({path.split(".", 1)[0] for path in paths})
+            fields["diffs"] = sorted({_top(path) for path in paths})
         return self._message(**fields)
 
 
@@ -81,7 +96,8 @@ _lock = threading.Lock()
 def detailed(result: DiffResult, paths: Mapping[str, str]) -> DiffResult:
     """What a provider's `diff` returns (last, so nothing runs between this and the response): its
     result, the response detailing these paths. None: the SDK's answer as it is, e.g. for a change
-    the cluster made, which has no input path to show."""
+    the cluster made, which has no input path to show (the CLI prints every input then, as it does
+    for an empty detailed diff)."""
     from pulumi.runtime import proto
 
     with _lock:

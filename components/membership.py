@@ -18,6 +18,7 @@ check, whose finding the next `up` repairs through this resource's update (drain
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import string
 import time
@@ -80,6 +81,14 @@ def membership_props(
         "repairedGeneration": 0,
         "hostCheck": None,
     }
+
+
+def named_by_setting(paths: dict[str, str]) -> dict[str, str]:
+    """What a preview shows: a service's digest (`services.kubelet`) only when no changed setting of
+    that service (`["kubelet.maxPods"]`, an input of its own) already says what changes and that it
+    restarts."""
+    named = {m.group(1) for p in paths if (m := re.match(r'\["(.+?)\.', p))}
+    return {p: kind for p, kind in paths.items() if not (p.startswith("services.") and p[9:] in named)}
 
 
 def check(props: dict[str, Any]) -> dict[str, Any]:
@@ -169,6 +178,8 @@ class _Provider(ResourceProvider):
         # resource, and deleting this one removes the Node from the cluster. A TTL change applies
         # to tokens issued after it; the kubeconfig is how, not what; the batch alone is no change.
         paths = changed_paths(olds, news, DISRUPTION_INPUTS)  # `services.kubelet`: the kubelet restarts
+        settings = sorted(k for k in {*olds, *news} if "." in k)  # `kubelet.maxPods`: rollout.declared_settings
+        paths.update(changed_paths(olds, news, settings))
         # How the drift check reaches the host (a new host key, address or SSH key): kept current.
         paths.update(changed_paths(olds, news, ("ssh", "sshPrivateKey")))
         if _generation(olds) != _generation(news):
@@ -178,7 +189,8 @@ class _Provider(ResourceProvider):
         if "repairedGeneration" not in olds:  # state from before drift checks: once, to record it
             paths["repairedGeneration"] = "add"
         return detailed(
-            DiffResult(changes=bool(paths), replaces=[], stables=["node"], delete_before_replace=False), paths
+            DiffResult(changes=bool(paths), replaces=[], stables=["node"], delete_before_replace=False),
+            named_by_setting(paths),
         )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from k8s_workers.config.loader import Cluster, Node
-from k8s_workers.decisions.rollout import service_digests
+from k8s_workers.decisions.rollout import declared_settings, service_digests
 from k8s_workers.scripts.install_plan import NodePlan
 
 # What makes an update. Not the batch alone (state written before batches came from config order alone
@@ -43,6 +43,9 @@ def disruption_props(cluster: Cluster, node: Node, plan: NodePlan, batch: Any, k
         "node": node.name,
         "batch": batch,
         "services": service_digests(plan),
+        # Each of the node's settings as an input of its own, named by the service it restarts
+        # (`kubelet.maxPods`): a preview shows a changed one on one line, instead of the digest.
+        **declared_settings(node),
         "drain": drain_flags(cluster, node),
         "kubeconfig": kubeconfig,
         "restarts": None,

@@ -159,3 +159,25 @@ def test_no_change_and_a_change_the_cluster_made_keep_the_sdks_own_answer(provid
     _diff(provider_host, membership._Provider(), TOKEN, {**TOKEN, "services": {"kubelet": "c"}})
     again = _diff(provider_host, membership._Provider(), TOKEN, {**TOKEN, "batch": 9})
     assert again.changes == proto.DiffResponse.DIFF_NONE and not again.hasDetailedDiff and not again.detailedDiff
+
+
+def test_a_changed_setting_is_shown_by_its_name_instead_of_its_services_digest(provider_host):
+    """`kubelet.maxPods` (an input of its own) says what changes and that the kubelet restarts: the kubelet's
+    digest is not shown too; a digest no setting explains (a binary, a template) still is."""
+    olds = {**TOKEN, "services": {"kubelet": "a", "kube-proxy": "p"}, "kubelet.maxPods": 110, "kubelet.podPidsLimit": 1}
+    news = {**olds, "services": {"kubelet": "b", "kube-proxy": "q"}, "kubelet.maxPods": 77}
+    answer = _diff(provider_host, membership._Provider(), olds, news)
+    assert answer.changes == proto.DiffResponse.DIFF_SOME
+    assert {path: d.kind for path, d in answer.detailedDiff.items()} == {
+        '["kubelet.maxPods"]': proto.PropertyDiff.UPDATE,
+        "services.kube-proxy": proto.PropertyDiff.UPDATE,
+    }
+    assert sorted(answer.diffs) == ["kubelet.maxPods", "services"]
+
+
+def test_a_registration_following_the_services_shows_that_one_line(provider_host):
+    """The membership shows what restarts; the registration (which uncordons after it) its services' digest."""
+    olds = {**REGISTRATION, "services": "a"}
+    answer = _diff(provider_host, node_registration._Provider(), olds, {**olds, "services": "b"})
+    assert answer.changes == proto.DiffResponse.DIFF_SOME
+    assert {path: d.kind for path, d in answer.detailedDiff.items()} == {"services": proto.PropertyDiff.UPDATE}

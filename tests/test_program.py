@@ -281,12 +281,15 @@ def test_install_waits_for_its_token_and_replaces_cleanly(run):
         assert any(d.endswith(f"::{node}-membership") for d in install.dependencies)
 
 
-def test_command_manifest_matches_the_placed_files(run):
+def test_the_rendered_manifest_matches_the_placed_files(run, tmp_path):
+    """`make render`'s per-node manifest (what reviewers read in the pull request's artifact) lists
+    exactly what the install places, with its mode and hash."""
+    render_stack(load_config(run.raw, require_secrets=False), tmp_path)  # type: ignore[attr-defined]
     for node in NODES:
         install = run.named(f"{node}-install")
         manifest = {}
-        for line in install.inputs["create"].splitlines()[1:]:
-            kind, path, *rest = line.removeprefix("# ").split(" ")
+        for line in (tmp_path / "manifests" / f"{node}.txt").read_text().splitlines():
+            kind, path, *rest = line.split(" ")
             if kind == "file":
                 manifest[path] = rest
         placed = placed_files(install.inputs["stdin"])
@@ -439,15 +442,24 @@ def test_nodes_depend_on_the_bindings_not_the_component(run):
         assert names == bindings, names
 
 
-def test_the_install_manifest_is_known_at_the_first_preview(test_ca, ssh_key):
+def test_the_install_command_line_is_the_same_for_every_change_and_the_membership_names_the_setting(test_ca, ssh_key):
+    """A one-setting change shows per node as the setting (an input of the membership) and the
+    install's stdin; the command line carries no file list (`make render` writes it)."""
     from tests.conftest import base_config
 
-    preview = run_program(base_config(test_ca, ssh_key), preview=True)
+    config = base_config(test_ca, ssh_key)
+    config["defaults"]["kubelet"] = {"imageGCHighThresholdPercent": 83}
+    preview = run_program(config, preview=True)
     assert preview.error is None, preview.error
     for install in preview.of_type(REMOTE):
         create = install.inputs.get("create")
         assert isinstance(create, str) and create.startswith("/bin/bash -c "), create
-        assert "# file /etc/kubernetes/bootstrap-kubelet.conf 0600 secret-on-stdin" in create
+        assert "sha256" not in create and "# file" not in create, create
+    memberships = [r for r in preview.of_type(DYNAMIC) if r.name.endswith("-membership")]
+    assert memberships
+    for membership in memberships:
+        assert membership.inputs["kubelet.imageGCHighThresholdPercent"] == 83, membership.inputs
+        assert membership.inputs["kubelet.maxPods"] in (50, 110), membership.inputs  # a node setting, by its key
 
 
 def _named(run: Run, suffix: str) -> dict[str, object]:

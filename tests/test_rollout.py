@@ -147,3 +147,22 @@ def test_drain_options_travel_as_kubectl_drain_flags_and_old_state_reads_the_sam
     old = {"ignore_daemonsets": True, "delete_emptydir_data": False, "force": True, "timeout_seconds": 90}
     assert DrainOptions.of_props({"drain": True, "drainOptions": old}) == options
     assert DrainOptions.of_props({"drain": False, "drainOptions": old}) is None
+
+
+def test_declared_settings_are_flat_and_named_by_the_service_they_restart():
+    from k8s_workers.config.models import NodeSettings
+    from k8s_workers.decisions.rollout import declared_settings
+
+    node = NodeSettings(
+        maxPods=77,
+        kubelet={"imageGCHighThresholdPercent": 83, "tlsCipherSuites": ["A", "B"]},
+        kubeletExtraArgs=["--v=2"],
+    )
+    settings = declared_settings(node)
+    assert settings["kubelet.maxPods"] == 77
+    assert settings["kubelet.imageGCHighThresholdPercent"] == 83
+    assert settings["kubelet.tlsCipherSuites"] == '["A", "B"]'
+    assert settings["kubelet.extraArgs"] == "--v=2"
+    assert settings["kubelet.evictionHard.memory.available"] == node.eviction_hard["memory.available"]
+    assert list(settings) == sorted(settings)
+    assert "kubelet.extraArgs" not in declared_settings(NodeSettings())

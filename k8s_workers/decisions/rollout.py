@@ -11,10 +11,15 @@ restarts, so a per-service digest changes exactly when that service would.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from pydantic.alias_generators import to_camel
+
+from k8s_workers.config.models import NodeSettings
 from k8s_workers.scripts.install_plan import NodePlan
 
 # Restarting these stops or restarts the node's pods' runtime: drain first. A kube-proxy-only
@@ -77,6 +82,33 @@ def service_digests(plan: NodePlan) -> dict[str, str]:
         if artifact.restarts in parts:
             parts[artifact.restarts].append(f"{artifact.name}:{artifact.sha256}")
     return {s: hashlib.sha256("\n".join(sorted(p)).encode()).hexdigest()[:16] for s, p in sorted(parts.items())}
+
+
+# The node settings (besides `kubelet:` itself) that land in the kubelet's configuration.
+KUBELET_SETTINGS = (
+    "max_pods", "pod_pids_limit", "system_reserved", "kube_reserved", "eviction_hard", "resolv_conf",
+    "hostname_override",
+)  # fmt: skip
+
+
+def declared_settings(node: NodeSettings) -> dict[str, Any]:
+    """The node's settings, flat, each under the service it restarts (`kubelet.maxPods`,
+    `kubelet.evictionHard.memory.available`, `kubelet.imageGCHighThresholdPercent` from `kubelet:`):
+    what a preview names when one changes, instead of the digest of the file it lands in. What the
+    program derives itself (paths, versions, templates) is not here: its change shows as the digest."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value:
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}", sub)
+        else:
+            flat[prefix] = value if isinstance(value, str | int | float | bool) or value is None else json.dumps(value)
+
+    walk("kubelet", {**{to_camel(f): getattr(node, f) for f in KUBELET_SETTINGS}, **node.kubelet})
+    if node.kubelet_extra_args:
+        flat["kubelet.extraArgs"] = " ".join(node.kubelet_extra_args)
+    return dict(sorted(flat.items()))
 
 
 def services_digest(digests: Mapping[str, str]) -> str:

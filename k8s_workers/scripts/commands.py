@@ -3,9 +3,10 @@
 `install_script` and `removal_script` are what runs on the host; `install_command`
 and `removal_command` are the command lines the SSH session starts. The install
 script carries secrets, so it travels on stdin (`install_stdin`: compressed, since the engine
-keeps it, encrypted, in every node's state and rewrites the state after every step); the command
-line only carries a reviewable manifest (paths, modes, content hashes) so `pulumi preview` shows
-which file of which node changes.
+keeps it, encrypted, in every node's state and rewrites the state after every step). The command
+line is the same on every run: a change shows as the (secret) stdin's, and what it changes is named
+by the node's membership (the setting and the service it restarts); each file's path, mode and
+hash is `make render`'s (`install_manifest`).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def install_command(plan: NodePlan, user: str) -> str:
         f"{_shell(user)} -c '{_UNPACK_AND_RUN}'  # k8s-workers: install node {plan.node}; "
         "the script arrives on stdin (gzip, base64)"
     )
-    return "\n".join([header, *(f"# {line}" for line in install_manifest(plan))]) + "\n"
+    return header + "\n"
 
 
 def removal_command(plan: NodePlan, user: str) -> str:
