@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from components.__main__ import main
-from k8s_workers.decisions.preview_summary import COMMENT_LIMIT, comment, steps_from, summarize
+from k8s_workers.decisions.preview_summary import COMMENT_LIMIT, comment, condensed, steps_from, summarize
 
 URN = "urn:pulumi:prod::k8s-workers::k8s-workers:index:WorkerNode$pulumi-python:dynamic:Resource::"
 
@@ -119,3 +119,38 @@ def test_the_comment_puts_the_summary_first_and_cuts_the_diff_to_the_limit(tmp_p
     assert out.count("~ kubelet : ") == shown  # whole lines only
     small = comment("dev", ["**dev**: no change."], "Resources:\n    3 unchanged\n", "preview-dev")
     assert "Cut at" not in small and "3 unchanged" in small
+
+
+PREVIEW = """Previewing update (lab):
+  pulumi:pulumi:Stack: (same)
+    [urn=urn:pulumi:lab::k8s-workers::pulumi:pulumi:Stack::k8s-workers-lab]
+    ~ pulumi-python:dynamic:Resource: (update)
+        [id=membership-lab-1]
+        [urn=urn:pulumi:lab::k8s-workers::k8s-workers:index:WorkerNode$pulumi-python:dynamic:Resource::lab-1-membership]
+      ~ kubelet.maxPods: 110 => 77
+    ~ command:remote:Command: (update)
+        [id=lab-1-install0357e584]
+        [urn=urn:pulumi:lab::k8s-workers::k8s-workers:index:WorkerNode$command:remote:Command::lab-1-install]
+        [provider=urn:pulumi:lab::k8s-workers::pulumi:providers:command::default_1_2_1::bd04e159]
+      ~ stdin: [secret] => [secret]
+      + labels: [secret]
+Resources:
+    ~ 2 to update
+"""
+
+
+def test_the_comment_names_each_resource_on_one_line_instead_of_its_type_id_urn_and_provider():
+    assert (
+        condensed(PREVIEW)
+        == """Previewing update (lab):
+  k8s-workers-lab: (same)
+    ~ lab-1-membership: (update)
+      ~ kubelet.maxPods: 110 => 77
+    ~ lab-1-install: (update)
+      ~ stdin: [secret] => [secret]
+      + labels: [secret]
+Resources:
+    ~ 2 to update
+"""
+    )
+    assert "~ lab-1-install: (update)" in comment("lab", ["**lab**"], PREVIEW, "preview-lab")

@@ -14,6 +14,7 @@ alone means a label, taint or token change on the Node (no restart). Two sources
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,11 +195,39 @@ def summarize(steps: Iterable[Step]) -> Summary:
 COMMENT_LIMIT = 65_536  # characters GitHub keeps of an issue or pull-request comment
 
 
+_STEP = re.compile(r"^(\s*(?:[-+~<>]+\s*)?)\S+: (\([\w-]+\))$")  # `    ~ command:remote:Command: (update)`
+_STEP_DETAIL = re.compile(r"^\s*\[(id|urn|provider)=(.*)\]$")  # what `--diff` prints under each step
+
+
+def condensed(diff: str) -> str:
+    """The preview's text as a comment shows it: each resource's header (its type, then its id, URN
+    and provider, 3-4 lines) as one line named by the resource (`~ lab-1-membership: (update)`);
+    every other line as the CLI printed it."""
+    lines = diff.splitlines()
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        step = _STEP.match(lines[index])
+        details: dict[str, str] = {}
+        following = index + 1
+        while step and following < len(lines) and (detail := _STEP_DETAIL.match(lines[following])):
+            details[detail.group(1)] = detail.group(2)
+            following += 1
+        if step and "urn" in details:
+            out.append(f"{step.group(1)}{details['urn'].rsplit('::', 1)[-1]}: {step.group(2)}")
+            index = following
+        else:
+            out.append(lines[index])
+            index += 1
+    return "\n".join(out) + ("\n" if diff.endswith("\n") else "")
+
+
 def comment(stack: str, summary: list[str], diff: str, artifact: str, limit: int = COMMENT_LIMIT) -> str:
-    """A pull-request comment: the summary first, then the preview's own text folded below it, cut
-    (whole lines, said so) to stay under GitHub's limit; the whole text is the run's `artifact`."""
+    """A pull-request comment: the summary first, then the preview's own text (`condensed`) folded
+    below it, cut (whole lines, said so) to stay under GitHub's limit; the whole text is the run's
+    `artifact`."""
     head = [f"<!-- k8s-workers preview: {stack} -->", *summary, ""]
-    lines = diff.rstrip("\n").splitlines()
+    lines = condensed(diff).rstrip("\n").splitlines()
     opening = f"<details><summary>pulumi preview --diff ({len(lines)} lines)</summary>\n\n```diff"
     closing = "```\n</details>"
     cut_note = (

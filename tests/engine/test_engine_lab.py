@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from k8s_workers.decisions.preview_summary import steps_from, summarize
+from k8s_workers.decisions.preview_summary import comment, steps_from, summarize
 from lab import cluster, images, pins, remote
 from lab.hosts import LabHost
 from lab.paths import DEPLOYER_KUBECONFIG, PREVIEWER_KUBECONFIG
@@ -366,6 +366,12 @@ def test_a_preview_of_a_kubelet_change_shows_each_nodes_kubelet_restart_and_batc
     assert summary[0] == "**lab**: 3 nodes restart a service.", summary
     assert "| kubelet restart | 3: lab-1, lab-2, lab-3 | 3 batches of 1 (batch 1–3) | yes |" in summary, summary
     assert summary[-1] == "Batches, in order: 1: lab-1 · 2: lab-2 · 3: lab-3", summary  # when, per node
+    # The comment: the summary, then each node's resources by name, one line each, and what changed.
+    text = comment("lab", summary, preview.output, "preview-lab")
+    (fleet.project.events / "comment-lab.md").write_text(text)  # docs/pull-requests.md shows it
+    for name in fleet.names:
+        assert f"    ~ {name}-membership: (update)\n      ~ kubelet.maxPods: 110 => 77\n" in text, text
+    assert "[urn=" not in text and "Cut at" not in text, text
 
 
 def test_a_rolling_kubelet_change_cordons_one_node_at_a_time_and_the_service_keeps_answering(fleet: Fleet) -> None:
