@@ -166,7 +166,7 @@ demo: 3 nodes joined by `pulumi up`. Try, as root in {stack.PROJECT_DIR}:
   alias kubectl={kubectl}
 
   # change a kubelet setting, preview it, roll it out (one node at a time, drained first)
-  pulumi config set --stack {STACK} --path 'k8s-workers:defaults.kubelet.maxPods' 120
+  pulumi config set --stack {STACK} --path 'k8s-workers:defaults.maxPods' 120
   pulumi preview --stack {STACK} --diff
   pulumi up --stack {STACK}
   kubectl get nodes -o custom-columns=NAME:.metadata.name,PODS:.status.capacity.pods
