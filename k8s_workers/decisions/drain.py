@@ -96,13 +96,17 @@ def plan_drain(pods: Sequence[Mapping[str, Any]], options: DrainOptions) -> Drai
             left.append(_verdict(pod, "finished"))
         elif any(o.get("kind") == "DaemonSet" for o in owners):
             if options.ignore_daemonsets:
-                left.append(_verdict(pod, "DaemonSet pod (ignoreDaemonSets)"))
+                left.append(_verdict(pod, "DaemonSet pod (cluster.rollout.ignoreDaemonsets)"))
             else:
-                refused.append(_verdict(pod, "DaemonSet pod: its controller puts it back (set ignoreDaemonSets)"))
+                refused.append(
+                    _verdict(pod, "DaemonSet pod: its controller puts it back (set cluster.rollout.ignoreDaemonsets)")
+                )
         elif not owners and not options.force:
             refused.append(_verdict(pod, "no controller would recreate it (set force to delete it anyway)"))
         elif any("emptyDir" in v for v in spec.get("volumes") or []) and not options.delete_emptydir_data:
-            refused.append(_verdict(pod, "uses emptyDir, whose data would be lost (set deleteEmptyDirData)"))
+            refused.append(
+                _verdict(pod, "uses emptyDir, whose data would be lost (set cluster.rollout.deleteEmptydirData)")
+            )
         else:
             evict.append(_verdict(pod, "evict"))
     return DrainPlan(evict, left, refused)
