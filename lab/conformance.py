@@ -36,6 +36,10 @@ ENV_NAMES = (
     "environment variables whose names are not shell identifiers (`data-1`) on to `env` "
     "(`env -i data-1=x busybox sh -c env` prints nothing of it); the test runs `sh -c env`"
 )
+PREVIOUS_AGNHOST = (
+    "agnhost:2.55 (the suite's previous agnhost, for image changes); " + NO_REGISTRY + " (no released "
+    "k8s.io/kubernetes module is known here to hold agnhost 2.55's source)"
+)
 SKIPS: dict[str, str] = {
     "[sig-api-machinery] Aggregator Should be able to support the 1.17 Sample API Server ": (
         "needs sample-apiserver:1.29.2 and etcd:3.7.0-0 images: " + NO_REGISTRY
@@ -47,8 +51,13 @@ SKIPS: dict[str, str] = {
     "[sig-apps] ReplicationController should test the lifecycle of a ReplicationController ": (
         "runs nginx:1.27.0-2: " + NO_REGISTRY
     ),
-    "[sig-apps] Deployment should run the lifecycle of a Deployment ": "runs agnhost:2.55: " + NO_REGISTRY,
-    "[sig-node] Pods should run through the lifecycle of Pods and PodStatus ": "runs agnhost:2.55: " + NO_REGISTRY,
+    "[sig-apps] Deployment should run the lifecycle of a Deployment ": PREVIOUS_AGNHOST,
+    "[sig-apps] Deployment RecreateDeployment should delete old pods and create new ones ": PREVIOUS_AGNHOST,
+    "[sig-apps] StatefulSet ": "every StatefulSet the suite makes (its e2e fixture) runs " + PREVIOUS_AGNHOST,
+    "[sig-apps] Daemon set should update pod when spec was updated and update strategy is RollingUpdate ": (
+        "updates the pods to " + PREVIOUS_AGNHOST
+    ),
+    "[sig-node] Pods should run through the lifecycle of Pods and PodStatus ": PREVIOUS_AGNHOST,
     "[sig-network] HostPort validates that there is no conflict between pods with same hostPort but different hostIP ": (
         "a hostPort on hostIP 127.0.0.1 makes the portmap CNI plugin write net.ipv4.conf.cni0.route_localnet, and "
         "systemd-nspawn mounts /proc/sys read-only in the lab's hosts (a real host's is writable)"
