@@ -232,14 +232,16 @@ def install_images(hosts: Iterable[LabHost]) -> None:
 
 def route_pod_networks(hosts: Iterable[LabHost]) -> None:
     """This machine (where the lab's API server runs) reaches each node's pod network through that
-    node, as a control-plane node running the cluster's network would: the API server's proxy to
-    pods and services (the Proxy tests) connects to pod IPs. Lab only: the routes go with the bridge."""
+    node, and the service network through the first node's kube-proxy, as a control-plane node in
+    the cluster's network would: the API server's proxy, webhooks and conversion webhooks dial pod and
+    service IPs. Without these, service IPs would follow this machine's default route out of the lab.
+    Lab only: the routes are on the lab's bridge and go with it."""
+    hosts = list(hosts)
     nodes = {n["name"]: n["podCidr"] for n in stack.raw_from_stack_file().get("nodes", [])}
-    for host in hosts:
-        if host.name in nodes:
-            subprocess.run(
-                ["ip", "route", "replace", nodes[host.name], "via", host.address, "dev", network.BRIDGE], check=True
-            )
+    routes = [(nodes[h.name], h.address) for h in hosts if h.name in nodes]
+    routes.append((network.SERVICE_CIDR, hosts[0].address))
+    for destination, via in routes:
+        subprocess.run(["ip", "route", "replace", destination, "via", via, "dev", network.BRIDGE], check=True)
 
 
 def provisioned_nodes() -> list[str]:

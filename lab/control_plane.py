@@ -162,6 +162,9 @@ def commands(bin_dir: dict[str, Path]) -> dict[str, list[str]]:
             f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
             f"--kubelet-certificate-authority={ca}", "--kubelet-preferred-address-types=InternalIP",
             f"--cert-dir={CONTROL_PLANE / 'apiserver-certs'}",
+            # Webhooks and aggregated APIs at their endpoints' pod IPs, not the Service's cluster IP: this
+            # machine runs no kube-proxy (the conformance run routes the pod networks here).
+            "--enable-aggregator-routing=true",
         ],
         "kube-controller-manager": [
             str(bin_dir["kube-controller-manager"]), *controller_common,
