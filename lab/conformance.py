@@ -62,6 +62,10 @@ SKIPS: dict[str, str] = {
         "a hostPort on hostIP 127.0.0.1 makes the portmap CNI plugin write net.ipv4.conf.cni0.route_localnet, and "
         "systemd-nspawn mounts /proc/sys read-only in the lab's hosts (a real host's is writable)"
     ),
+    "[sig-auth] Projected PodCertificate [FeatureGate:PodCertificateRequest] [FeatureGate:ClusterTrustBundle] "
+    "[FeatureGate:ClusterTrustBundleProjection] should allow server and client pods to establish an mTLS connection ": (
+        "its server and client run agnhost with imagePullPolicy Always: needs a registry"
+    ),
     "[sig-node] ConfigMap should be consumable via the environment ": ENV_NAMES,
     "[sig-node] ConfigMap should be consumable as environment variable names with various prefixes ": ENV_NAMES,
     "[sig-node] Secrets should be consumable via the environment ": ENV_NAMES,
