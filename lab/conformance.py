@@ -40,6 +40,11 @@ PREVIOUS_AGNHOST = (
     "agnhost:2.55 (the suite's previous agnhost, for image changes); " + NO_REGISTRY + " (no released "
     "k8s.io/kubernetes module is known here to hold agnhost 2.55's source)"
 )
+HOST_PORT = (
+    "a pod with a hostPort makes the portmap CNI plugin write net.ipv4.conf.cni0.route_localnet, and "
+    "systemd-nspawn mounts /proc/sys read-only in the lab's hosts (a real host's is writable): the sandbox "
+    "is never made"
+)
 SKIPS: dict[str, str] = {
     "[sig-api-machinery] Aggregator Should be able to support the 1.17 Sample API Server ": (
         "needs sample-apiserver:1.29.2 and etcd:3.7.0-0 images: " + NO_REGISTRY
@@ -59,9 +64,10 @@ SKIPS: dict[str, str] = {
     ),
     "[sig-node] Pods should run through the lifecycle of Pods and PodStatus ": PREVIOUS_AGNHOST,
     "[sig-network] HostPort validates that there is no conflict between pods with same hostPort but different hostIP ": (
-        "a hostPort on hostIP 127.0.0.1 makes the portmap CNI plugin write net.ipv4.conf.cni0.route_localnet, and "
-        "systemd-nspawn mounts /proc/sys read-only in the lab's hosts (a real host's is writable)"
+        HOST_PORT
     ),
+    "[sig-scheduling] SchedulerPredicates validates that there exists conflict between pods with same hostPort and "
+    "protocol but one using 0.0.0.0 hostIP ": HOST_PORT,
     "[sig-auth] Projected PodCertificate [FeatureGate:PodCertificateRequest] [FeatureGate:ClusterTrustBundle] "
     "[FeatureGate:ClusterTrustBundleProjection] should allow server and client pods to establish an mTLS connection ": (
         "its server and client run agnhost with imagePullPolicy Always: needs a registry"
