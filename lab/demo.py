@@ -131,7 +131,17 @@ def _echo_pod(node: str) -> dict:
         "spec": {
             "nodeSelector": {"kubernetes.io/hostname": node},
             "automountServiceAccountToken": False,
-            "containers": [{"name": "echo", "image": pins.WORKLOAD_IMAGE, "imagePullPolicy": "Never"}],
+            "containers": [
+                {
+                    "name": "echo",
+                    "image": pins.WORKLOAD_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "env": [  # what its log line says it is
+                        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    ],
+                }
+            ],
         },
     }
 
