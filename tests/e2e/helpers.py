@@ -93,12 +93,13 @@ def node_ready_since(name: str) -> str:
 
 
 # Everything a node could leave behind, read in one SSH session; paths under noisy system
-# folders (journal, sshd's and systemd's own state) are left out.
+# folders (journal, sshd's and systemd's own state, apt's daily timers' lock and lists: a long
+# session saw /var/lib/apt/daily_lock appear; the install never uses apt) are left out.
 SNAPSHOT = r"""
 echo '## files'
 find / /run -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /tmp -o -path /var/tmp \
   -o -path /var/log/journal -o -path /run/log -o -path /run/systemd -o -path /run/user \
-  -o -path /var/lib/systemd -o -path /run/sshd -o -path /run/k8sw-lab -o -path /var/cache \
+  -o -path /var/lib/systemd -o -path /var/lib/apt -o -path /run/sshd -o -path /run/k8sw-lab -o -path /var/cache \
   -o -path /var/log/wtmp -o -path /var/log/btmp -o -path /var/log/lastlog -o -path /run/utmp \
   -o -path /root/.ssh -o -path /run/lock \) -prune -o -print | sort
 echo '## mounts'
