@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from k8s_workers.config.loader import load_config
-from lab import build, cluster, images, install, pins, stack
+from lab import build, cluster, images, install, pins, stack, tools
 from lab.hosts import LabHost
 from lab.paths import ADMIN_KUBECONFIG, BUILD, CACHE
 
@@ -49,6 +49,9 @@ def prerequisites() -> str:
         problems.append(
             "the lab needs root: it boots hosts with systemd-nspawn in network namespaces. Run `sudo make demo`."
         )
+    absent = tools.missing()
+    if absent:
+        problems.append(f"the lab needs {', '.join(absent)}: install {tools.how_to_install(absent)}.")
     cli = pulumi_cli()
     if cli is None:
         how = (

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from k8s_workers.config.loader import StackConfig, load_config
-from lab import build, images, install, mirror, pins, stack
+from lab import build, images, install, mirror, pins, stack, tools
 from lab.__main__ import down, up
 from lab.hosts import LabHost
 from lab.state import LabState
@@ -26,9 +25,9 @@ _CLEAN: dict[str, Snapshot] = {}
 def missing_prerequisites() -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root (systemd-nspawn, debootstrap, network namespaces)"
-    for tool in ("systemd-nspawn", "debootstrap", "ssh", "ssh-keygen", "gcc", "go", "ip"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (.ci/run installs the lab's packages)"
+    absent = tools.missing()
+    if absent:
+        return f"{', '.join(absent)} not installed (.ci/run installs the lab's packages)"
     return None
 
 
