@@ -49,7 +49,7 @@ def _path(key: str | None, sub: str) -> str:
     return f"{key}.{sub}" if key else sub
 
 
-def _top(path: str) -> str:
+def top_input(path: str) -> str:
     """The input a path is in: `services` of `services.kubelet`, `kubelet.maxPods` of `["kubelet.maxPods"]`."""
     quoted = re.match(r'\["((?:[^"\\]|\\.)*)"\]', path)
     return json.loads(f'"{quoted.group(1)}"') if quoted else re.split(r"[.\[]", path, maxsplit=1)[0]
@@ -86,7 +86,7 @@ class _DiffResponse:
                 path: proto.PropertyDiff(kind=kinds.get(kind, proto.PropertyDiff.UPDATE), inputDiff=kind != "repair")
                 for path, kind in paths.items()
             }
-            fields["diffs"] = sorted({_top(path) for path in paths})
+            fields["diffs"] = sorted({top_input(path) for path in paths})
         return self._message(**fields)
 
 

@@ -18,7 +18,6 @@ check, whose finding the next `up` repairs through this resource's update (drain
 from __future__ import annotations
 
 import contextlib
-import re
 import secrets
 import string
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from components.detailed_diff import changed_paths, detailed
+from components.detailed_diff import changed_paths, detailed, top_input
 from components.node_disruption import DISRUPTION_INPUTS, disruption_props, prepare
 from k8s_workers.config.loader import Cluster, Node
 from k8s_workers.scripts.install_plan import NodePlan
@@ -87,7 +86,7 @@ def named_by_setting(paths: dict[str, str]) -> dict[str, str]:
     """What a preview shows: a service's digest (`services.kubelet`) only when no changed setting of
     that service (`["kubelet.maxPods"]`, an input of its own) already says what changes and that it
     restarts."""
-    named = {m.group(1) for p in paths if (m := re.match(r'\["(.+?)\.', p))}
+    named = {top_input(p).split(".", 1)[0] for p in paths if "." in top_input(p)}
     return {p: kind for p, kind in paths.items() if not (p.startswith("services.") and p[9:] in named)}
 
 
